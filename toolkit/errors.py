@@ -1,0 +1,211 @@
+"""The toolkit's error hierarchy, and the one place foreign exceptions are mapped into it.
+
+    ToolkitError                       base; every expected failure; carries a hint (the fix)
+    ├── ConfigError                    bad settings: YAML keys/types, flag values (key, file, line)
+    ├── ValidationError                bad input to a command: empty text, bad model id, bad filter
+    ├── ClusterError                   anything the cluster said or did not say
+    │   ├── ConnectionFailed           unreachable, TLS, timeouts
+    │   ├── AuthenticationFailed       401
+    │   ├── AuthorizationFailed        403 that is not a license problem
+    │   ├── LicenseError               a feature the cluster's license does not allow (ML, RRF)
+    │   ├── UnsupportedVersion         cluster older than the toolkit supports
+    │   ├── MLNodeError                no ML node, or not enough ML memory
+    │   ├── NotFound                   index / model / pipeline / template missing (what, name)
+    │   └── RequestFailed              any other error response (status, type, reason)
+    ├── ModelError                     local model problems: loading, tracing, parity
+    │   └── ParityError                in-cluster embeddings differ from the local ones
+    ├── DimsMismatch                   vector dimensions disagree (template vs model vs cluster)
+    ├── ImageError                     one image cannot be read (path, reason); per-item in ingest
+    └── CheckFailed                    doctor/smoke found failures (results attached)
+
+Only the CLI turns these into words and exit codes (`toolkit.cli.errors`); every class has its own
+exit code so scripts can tell failures apart.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+
+class ToolkitError(Exception):
+    """Base class. ``hint`` names the flag or command that fixes the problem."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+
+class ConfigError(ToolkitError):
+    exit_code = 2
+
+    def __init__(self, message: str, *, key: str | None = None, file: str | None = None,
+                 line: int | None = None, hint: str | None = None) -> None:
+        where = ""
+        if file:
+            where = f"{file}:{line}: " if line else f"{file}: "
+        super().__init__(f"{where}{message}", hint=hint)
+        self.key, self.file, self.line = key, file, line
+
+
+class ValidationError(ToolkitError):
+    exit_code = 2
+
+
+class ClusterError(ToolkitError):
+    exit_code = 10
+
+
+class ConnectionFailed(ClusterError):
+    exit_code = 11
+
+
+class AuthenticationFailed(ClusterError):
+    exit_code = 12
+
+
+class AuthorizationFailed(ClusterError):
+    exit_code = 13
+
+
+class LicenseError(ClusterError):
+    exit_code = 14
+
+
+class UnsupportedVersion(ClusterError):
+    exit_code = 15
+
+
+class MLNodeError(ClusterError):
+    exit_code = 16
+
+
+class NotFound(ClusterError):
+    exit_code = 17
+
+    def __init__(self, message: str, *, what: str = "", name: str = "", hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.what, self.name = what, name
+
+
+class RequestFailed(ClusterError):
+    exit_code = 18
+
+    def __init__(self, message: str, *, status: int | None = None, error_type: str | None = None,
+                 reason: str | None = None, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.status, self.error_type, self.reason = status, error_type, reason
+
+
+class ModelError(ToolkitError):
+    exit_code = 20
+
+
+class ParityError(ModelError):
+    exit_code = 21
+
+    def __init__(self, message: str, *, report: Any = None, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.report = report
+
+
+class DimsMismatch(ToolkitError):
+    exit_code = 22
+
+
+class ImageError(ToolkitError):
+    """One image could not be used. Ingest records it per item; search fails with it."""
+
+    exit_code = 23
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(f"{path}: {reason}", hint=None)
+        self.path, self.reason = path, reason
+
+
+class CheckFailed(ToolkitError):
+    exit_code = 30
+
+    def __init__(self, message: str, *, results: Any = None, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.results = results
+
+
+def _error_parts(exc: Any) -> tuple[int | None, str, str]:
+    """(status, ES error type, reason) from an elasticsearch ApiError."""
+    status = getattr(exc, "status_code", None)
+    body = getattr(exc, "body", None)
+    err_type, reason = "", str(getattr(exc, "message", "") or exc)
+    if isinstance(body, dict) and isinstance(body.get("error"), dict):
+        err = body["error"]
+        err_type = str(err.get("type", ""))
+        reason = str(err.get("reason", reason))
+        causes = err.get("root_cause") or []
+        if not reason and causes:
+            reason = str(causes[0].get("reason", ""))
+    elif isinstance(body, dict) and "error" in body:
+        reason = str(body["error"])
+    return status, err_type, reason
+
+
+def from_elasticsearch(exc: BaseException, *, doing: str = "") -> ToolkitError:
+    """Translate an ``elasticsearch``/``elastic_transport`` exception into a ToolkitError."""
+    import elastic_transport
+    import elasticsearch
+
+    prefix = f"{doing}: " if doing else ""
+    if isinstance(exc, elasticsearch.UnsupportedProductError):
+        return ClusterError(f"{prefix}the server at the URL is not Elasticsearch ({exc.message})",
+                            hint="check ES_URL / --es-url points at an Elasticsearch 9.x cluster")
+    if isinstance(exc, (elastic_transport.ConnectionError, elastic_transport.ConnectionTimeout,
+                        elastic_transport.TlsError, elasticsearch.ConnectionError)):
+        return ConnectionFailed(f"{prefix}cannot reach the cluster ({type(exc).__name__}: {exc})",
+                                hint="check ES_URL / --es-url, that the cluster is running, and TLS "
+                                     "settings (ES_CA_CERTS, ES_VERIFY_CERTS)")
+    if isinstance(exc, elasticsearch.ApiError):
+        status, err_type, reason = _error_parts(exc)
+        if status == 401:
+            return AuthenticationFailed(f"{prefix}authentication failed: {reason}",
+                                        hint="check ES_API_KEY, or ES_USERNAME and ES_PASSWORD")
+        if status == 403 and "license" in reason and "non-compliant" in reason:
+            return LicenseError(f"{prefix}{reason}",
+                                hint="this needs a Platinum/Enterprise license or a trial: "
+                                     "POST _license/start_trial?acknowledge=true")
+        if status == 403:
+            return AuthorizationFailed(f"{prefix}not allowed: {reason}",
+                                       hint="use credentials with the privileges this command needs")
+        if status == 404 and err_type in ("index_not_found_exception", "resource_not_found_exception"):
+            return NotFound(f"{prefix}{reason}", what=err_type)
+        if status == 400 and err_type == "media_type_header_exception":
+            return UnsupportedVersion(f"{prefix}the cluster rejected the 9.x client ({reason})",
+                                      hint="toolkit needs Elasticsearch 9.1 or later")
+        return RequestFailed(f"{prefix}{status} {err_type}: {reason}", status=status,
+                             error_type=err_type, reason=reason)
+    if isinstance(exc, elastic_transport.TransportError):
+        return ConnectionFailed(f"{prefix}{type(exc).__name__}: {exc}",
+                                hint="check ES_URL / --es-url and that the cluster is running")
+    return ToolkitError(f"{prefix}{type(exc).__name__}: {exc}")
+
+
+@contextlib.contextmanager
+def mapped(doing: str = "") -> Iterator[None]:
+    """Run a block and re-raise foreign cluster exceptions as ToolkitErrors (``raise ... from``).
+
+    Example::
+
+        with mapped("creating index"):
+            client.indices.create(index="images-000001")
+    """
+    try:
+        yield
+    except ToolkitError:
+        raise
+    except Exception as exc:
+        mod = type(exc).__module__
+        if mod.startswith(("elasticsearch", "elastic_transport")):
+            raise from_elasticsearch(exc, doing=doing) from exc
+        raise
