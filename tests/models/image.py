@@ -101,10 +101,12 @@ def _save_sentence_transformers_clip(path: Path, config_kwargs: dict, seed: int)
     CLIPProcessor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(module_dir)
 
     (path / "modules.json").write_text(
-        json.dumps([{"idx": 0, "name": "0", "path": "0_CLIPModel", "type": "sentence_transformers.models.CLIPModel"}])
+        json.dumps(
+            [{"idx": 0, "name": "0", "path": "0_CLIPModel", "type": "sentence_transformers.models.CLIPModel"}]
+        )
     )
     (path / "config_sentence_transformers.json").write_text(
-        json.dumps({"__version__": {}, "prompts": {}, "default_prompt_name": None, "similarity_fn_name": "cosine"})
+        json.dumps({"prompts": {}, "default_prompt_name": None, "similarity_fn_name": "cosine"})
     )
     return path
 
