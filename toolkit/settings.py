@@ -19,6 +19,7 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic import ValidationError as PydanticValidationError
@@ -225,6 +226,8 @@ class Settings(_Section):
                     walk(value, key + ".")
                 elif isinstance(value, SecretStr):
                     out[key] = MASK if masked else value.get_secret_value()
+                elif key == "elasticsearch.url" and masked:
+                    out[key] = mask_url(value)
                 else:
                     out[key] = value
 
@@ -234,7 +237,20 @@ class Settings(_Section):
     def secrets(self) -> list[str]:
         """Secret values currently set (so output can be scrubbed of them)."""
         es = self.elasticsearch
-        return [s.get_secret_value() for s in (es.api_key, es.password) if s is not None and s.get_secret_value()]
+        found = [s.get_secret_value() for s in (es.api_key, es.password) if s is not None and s.get_secret_value()]
+        url_password = urlsplit(es.url).password
+        if url_password:
+            found.append(url_password)
+        return found
+
+
+def mask_url(url: str) -> str:
+    """The URL with any password in it masked: ``https://elastic:********@host:9200``."""
+    parts = urlsplit(url)
+    if not parts.password:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", f":{MASK}@", 1)
+    return parts._replace(netloc=netloc).geturl()
 
 
 def _parents(key: str) -> list[str]:
