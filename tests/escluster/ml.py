@@ -1,0 +1,1044 @@
+"""The trained-model (``/_ml``) part of the test cluster.
+
+:class:`MLStore` keeps the models, their definition parts and vocabularies, and the deployments, and
+runs uploaded TorchScript models for real: the base64 parts are joined and loaded with
+``torch.jit.load`` when a deployment starts (a model that does not load never becomes a started
+deployment), texts are tokenized with the uploaded vocabulary (:mod:`tests.escluster.tokenize`) and
+``forward(input_ids, attention_mask, token_type_ids, position_ids)`` is called with int64 tensors.
+
+Endpoints (``parts`` are the path segments after ``_ml``)::
+
+    GET    _ml/info
+    GET    _ml/trained_models[/<ids>]              ids: comma list, wildcards, _all
+    PUT    _ml/trained_models/<id>
+    DELETE _ml/trained_models/<id>[?force=true]
+    PUT    _ml/trained_models/<id>/definition/<part>
+    PUT    _ml/trained_models/<id>/vocabulary
+    POST   _ml/trained_models/<id>/deployment/_start | _stop | _update | _infer (deprecated)
+    GET    _ml/trained_models[/<ids>]/_stats
+    POST   _ml/trained_models/<model or deployment id>/_infer
+
+Licensing as in ES: uploading, starting and running a model need Platinum/Enterprise/trial; reading
+(info, get, stats), stopping and deleting stay free.
+
+Example::
+
+    ml = MLStore(license_type=lambda: "trial", ml_nodes=lambda: 1, ml_memory_bytes=lambda: 8 << 30)
+    ml.handle("GET", ["info"], {}, None)  # (200, {"defaults": ..., "limits": ...})
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import copy
+import fnmatch
+import io
+import re
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from tests.escluster.errors import ESError, license_error
+from tests.escluster.tokenize import TokenizationError, WordPieceTokenizer
+
+PAID_LICENSES = {"platinum", "enterprise", "trial"}
+MB = 1024 * 1024
+MEMORY_OVERHEAD = 240 * MB  # ES adds this to every PyTorch deployment's memory estimate
+MAX_NUM_NATIVE_DEFINITION_PARTS = 10_000
+MAX_QUEUE_CAPACITY = 100_000
+ID_PATTERN = re.compile(r"[a-z0-9](?:[a-z0-9_\-.]*[a-z0-9])?")
+ID_LENGTH_LIMIT = 64
+NLP_TASKS = {
+    "text_embedding", "pass_through", "fill_mask", "ner", "text_classification", "zero_shot_classification",
+    "question_answering", "text_expansion", "text_similarity",
+}
+TOKENIZATION_DEFAULTS = {"do_lower_case": False, "with_special_tokens": True, "max_sequence_length": 512,
+                         "truncate": "first", "span": -1}
+DEFAULT_INPUT_FIELD = "input"  # ES's default when a PyTorch config names no input field
+LANG_IDENT = "lang_ident_model_1"
+NODE_ID = "escluster-node-0"
+NODE_NAME = "escluster-node"
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _validation_error(messages: list[str]) -> ESError:
+    reason = "Validation Failed: " + "".join(f"{i}: {m};" for i, m in enumerate(messages, 1))
+    return ESError(400, "action_request_validation_exception", reason)
+
+
+def _status(status: int, reason: str, **extra: Any) -> ESError:
+    return ESError(status, "status_exception", reason, **extra)
+
+
+def _not_found_model(model_id: str) -> ESError:
+    return ESError(404, "resource_not_found_exception", f"Could not find trained model [{model_id}]")
+
+
+def _bool_param(params: dict[str, str], name: str, default: bool) -> bool:
+    value = params.get(name)
+    if value is None:
+        return default
+    if value in ("", "true"):
+        return True
+    if value == "false":
+        return False
+    raise ESError(400, "illegal_argument_exception",
+                  f"Failed to parse value [{value}] as only [true] or [false] are allowed.")
+
+
+def _int_param(params: dict[str, str], name: str) -> int | None:
+    value = params.get(name)
+    if value is None:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise ESError(400, "illegal_argument_exception",
+                      f"Failed to parse int parameter [{name}] with value [{value}]") from None
+
+
+def _mb(num_bytes: int) -> str:
+    return f"{num_bytes // MB}mb"
+
+
+@dataclass
+class _Model:
+    model_id: str
+    config: dict[str, Any]
+    parts: dict[int, bytes] = field(default_factory=dict)
+    total_definition_length: int = 0
+    total_parts: int = 0
+    vocabulary: dict[str, Any] | None = None
+    fully_defined: bool = False  # non-PyTorch models given inline
+
+    @property
+    def model_type(self) -> str:
+        return str(self.config.get("model_type", "tree_ensemble"))
+
+    def task(self) -> tuple[str, dict[str, Any]]:
+        config = self.config.get("inference_config") or {}
+        for name, options in config.items():
+            return name, options or {}
+        return "pass_through", {}
+
+    def definition_bytes(self) -> bytes:
+        return b"".join(self.parts[i] for i in sorted(self.parts))
+
+    def is_complete(self) -> bool:
+        return (
+            self.total_parts > 0
+            and len(self.parts) == self.total_parts
+            and sum(len(p) for p in self.parts.values()) == self.total_definition_length
+        )
+
+
+@dataclass
+class _Deployment:
+    deployment_id: str
+    model_id: str
+    number_of_allocations: int
+    threads_per_allocation: int
+    queue_capacity: int
+    priority: str
+    cache_size: str | None
+    adaptive: dict[str, Any] | None
+    per_deployment_memory_bytes: int
+    per_allocation_memory_bytes: int
+    model_bytes: int
+    start_time: int = field(default_factory=_now_ms)
+    state: str = "started"
+    reason: str | None = None
+    module: Any = None
+    tokenizer: WordPieceTokenizer | None = None
+    inference_count: int = 0
+    error_count: int = 0
+    total_inference_ms: float = 0.0
+    last_access: int | None = None
+    cache: dict[str, list[Any]] = field(default_factory=dict)
+    cache_hits: int = 0
+
+
+class MLStore:
+    """Trained models and deployments of one test cluster; thread-safe.
+
+    Args:
+        license_type: returns the current license type (``basic``, ``trial``, ...).
+        ml_nodes: returns the number of ML nodes (0 means deployments cannot start, as in ES).
+        ml_memory_bytes: returns the native memory available to ML on all ML nodes.
+        version: the cluster version reported in configs and native code info.
+
+    Example::
+
+        ml = MLStore(license_type=lambda: "trial", ml_nodes=lambda: 1, ml_memory_bytes=lambda: 8 << 30)
+        status, body = ml.handle("PUT", ["trained_models", "m"], {}, {"model_type": "pytorch", ...})
+    """
+
+    def __init__(
+        self,
+        *,
+        license_type: Callable[[], str],
+        ml_nodes: Callable[[], int],
+        ml_memory_bytes: Callable[[], int],
+        version: str = "9.2.0",
+    ) -> None:
+        self._license_type = license_type
+        self._ml_nodes = ml_nodes
+        self._ml_memory_bytes = ml_memory_bytes
+        self.version = version
+        self._lock = threading.RLock()
+        self._models: dict[str, _Model] = {LANG_IDENT: self._lang_ident()}
+        self._deployments: dict[str, _Deployment] = {}
+
+    # ----------------------------------------------------------------------------------------- routing
+    def handle(self, method: str, parts: list[str], params: dict[str, str], body: Any) -> tuple[int, Any]:
+        """Serve one request under ``/_ml``; returns ``(status, json body)`` or raises :class:`ESError`."""
+        with self._lock:
+            return self._route(method, parts, params, body)
+
+    def _route(self, method: str, parts: list[str], params: dict[str, str], body: Any) -> tuple[int, Any]:
+        if parts == ["info"] and method == "GET":
+            return 200, self._info()
+        if not parts or parts[0] != "trained_models":
+            raise self._no_handler(method, parts)
+        rest = parts[1:]
+        if not rest and method == "GET":
+            return 200, self._get_models("_all", params)
+        if rest == ["_stats"] and method == "GET":
+            return 200, self._stats("_all", params)
+        if len(rest) == 1:
+            if method == "GET":
+                return 200, self._get_models(rest[0], params)
+            if method == "PUT":
+                return 200, self._put_model(rest[0], params, body)
+            if method == "DELETE":
+                return 200, self._delete_model(rest[0], params)
+        if len(rest) == 2:
+            model_id, action = rest
+            if action == "_stats" and method == "GET":
+                return 200, self._stats(model_id, params)
+            if action == "vocabulary" and method == "PUT":
+                return 200, self._put_vocabulary(model_id, body)
+            if action == "_infer" and method == "POST":
+                return 200, self._infer_api(model_id, params, body, deprecated=False)
+        if len(rest) == 3:
+            model_id, a, b = rest
+            if a == "definition" and method == "PUT":
+                return 200, self._put_definition(model_id, b, body)
+            if a == "deployment" and method == "POST":
+                if b == "_start":
+                    return 200, self._start(model_id, params, body)
+                if b == "_stop":
+                    return 200, self._stop(model_id, params, body)
+                if b == "_update":
+                    return 200, self._update(model_id, params, body)
+                if b == "_infer":
+                    return 200, self._infer_api(model_id, params, body, deprecated=True)
+        raise self._no_handler(method, parts)
+
+    @staticmethod
+    def _no_handler(method: str, parts: list[str]) -> ESError:
+        path = "/_ml/" + "/".join(parts)
+        return ESError(400, "illegal_argument_exception",
+                       f"request [{path}] contains unrecognized method [{method}]" if parts else
+                       f"no handler found for uri [{path}] and method [{method}]")
+
+    def _check_license(self) -> None:
+        if self._license_type() not in PAID_LICENSES:
+            raise license_error("ml")
+
+    # -------------------------------------------------------------------------------------------- info
+    def _info(self) -> dict[str, Any]:
+        nodes = max(self._ml_nodes(), 0)
+        memory = max(self._ml_memory_bytes(), 0) if nodes else 0
+        limits: dict[str, Any] = {}
+        if nodes:
+            limits["max_single_ml_node_processors"] = 1
+            limits["total_ml_processors"] = nodes
+            limits["effective_max_model_memory_limit"] = _mb(memory // nodes)
+        else:
+            limits["total_ml_processors"] = 0
+        limits["total_ml_memory"] = _mb(memory)
+        return {
+            "defaults": {
+                "anomaly_detectors": {
+                    "categorization_analyzer": {
+                        "char_filter": ["first_line_with_letters"],
+                        "tokenizer": "ml_standard",
+                        "filter": [{"type": "stop", "stopwords": [
+                            "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday",
+                            "Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun", "January", "February", "March",
+                            "April", "May", "June", "July", "August", "September", "October", "November",
+                            "December", "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct",
+                            "Nov", "Dec", "GMT", "UTC"]}, {"type": "limit", "max_token_count": "100"}],
+                    },
+                    "model_memory_limit": "1gb",
+                    "categorization_examples_limit": 4,
+                    "model_snapshot_retention_days": 10,
+                    "daily_model_snapshot_retention_after_days": 1,
+                },
+                "datafeeds": {"scroll_size": 1000},
+            },
+            "upgrade_mode": False,
+            "native_code": {"version": self.version, "build_hash": "0000000000000000"},
+            "limits": limits,
+        }
+
+    # ------------------------------------------------------------------------------------------ models
+    def _lang_ident(self) -> _Model:
+        config = {
+            "model_id": LANG_IDENT,
+            "model_type": "lang_ident",
+            "created_by": "_xpack",
+            "version": "7.6.0",
+            "create_time": 1575548914594,
+            "model_size_bytes": 1053992,
+            "estimated_operations": 39629,
+            "license_level": "basic",
+            "description": "Model used for identifying language from arbitrary input text.",
+            "tags": ["lang_ident", "prepackaged"],
+            "input": {"field_names": ["text"]},
+            "inference_config": {"classification": {"num_top_classes": 0, "top_classes_results_field": "top_classes",
+                                                    "results_field": "predicted_value",
+                                                    "num_top_feature_importance_values": 0,
+                                                    "prediction_field_type": "string"}},
+            "metadata": {},
+        }
+        return _Model(LANG_IDENT, config, fully_defined=True)
+
+    def _resolve_models(self, expression: str, allow_no_match: bool) -> list[_Model]:
+        names = [e.strip() for e in expression.split(",") if e.strip()] or ["_all"]
+        found: dict[str, _Model] = {}
+        for name in names:
+            if name in ("_all", "*"):
+                found.update(self._models)
+            elif "*" in name:
+                matches = {k: m for k, m in self._models.items() if fnmatch.fnmatchcase(k, name)}
+                if not matches and not allow_no_match:
+                    raise _not_found_model(name)
+                found.update(matches)
+            elif name in self._models:
+                found[name] = self._models[name]
+            else:
+                raise _not_found_model(name)
+        return [found[k] for k in sorted(found)]
+
+    def _model_json(self, model: _Model, include: set[str]) -> dict[str, Any]:
+        body = copy.deepcopy(model.config)
+        if "definition_status" in include:
+            body["fully_defined"] = model.fully_defined or model.is_complete()
+        if "definition" in include:
+            if model.model_type == "pytorch":
+                raise ESError(400, "status_exception",
+                              f"[{model.model_id}] is type [pytorch] and does not support retrieving the definition")
+            if "definition" in model.config:
+                body["definition"] = copy.deepcopy(model.config["definition"])
+        elif model.model_type != "pytorch":
+            body.pop("definition", None)
+        return body
+
+    def _get_models(self, expression: str, params: dict[str, str]) -> dict[str, Any]:
+        allow_no_match = _bool_param(params, "allow_no_match", True)
+        include = {p.strip() for p in params.get("include", "").split(",") if p.strip()}
+        unknown = include - {"definition", "total_feature_importance", "feature_importance_baseline",
+                             "hyperparameters", "definition_status"}
+        if unknown:
+            raise ESError(400, "illegal_argument_exception",
+                          f"unknown [include] values {sorted(unknown)}")
+        if "definition" in include and "definition_status" in include:
+            raise ESError(400, "illegal_argument_exception",
+                          "[definition] and [definition_status] cannot be used together")
+        models = self._resolve_models(expression, allow_no_match)
+        start = _int_param(params, "from") or 0
+        size = _int_param(params, "size")
+        page = models[start: start + size if size is not None else None]
+        return {"count": len(models), "trained_model_configs": [self._model_json(m, include) for m in page]}
+
+    def _put_model(self, model_id: str, params: dict[str, str], body: Any) -> dict[str, Any]:
+        self._check_license()
+        if not isinstance(body, dict):
+            raise ESError(400, "parse_exception", "request body is required")
+        allowed = {"model_id", "description", "model_type", "input", "inference_config", "metadata", "tags",
+                   "definition", "compressed_definition", "location", "estimated_heap_memory_usage_bytes",
+                   "estimated_inference_operations", "model_size_bytes", "platform_architecture",
+                   "prefix_strings", "default_field_map"}
+        for key in body:
+            if key not in allowed:
+                raise ESError(400, "x_content_parse_exception",
+                              f"[1:2] [trained_model_config] unknown field [{key}]")
+        errors = []
+        if body.get("model_id") not in (None, model_id):
+            errors.append(f"Inconsistent model_id; '{body['model_id']}' specified in the body differs from "
+                          f"'{model_id}' specified as a URL argument")
+        if not ID_PATTERN.fullmatch(model_id):
+            errors.append(f"Invalid model_id; '{model_id}' can contain lowercase alphanumeric (a-z and 0-9), "
+                          "hyphens or underscores; must start and end with alphanumeric")
+        if len(model_id) > ID_LENGTH_LIMIT:
+            errors.append(f"Invalid model_id; '{model_id}' cannot contain more than {ID_LENGTH_LIMIT} characters.")
+        model_type = body.get("model_type")
+        if model_type is None:
+            model_type = "tree_ensemble" if ("definition" in body or "compressed_definition" in body) else None
+        if model_type not in (None, "pytorch", "tree_ensemble", "lang_ident"):
+            raise ESError(400, "illegal_argument_exception", f"unknown model_type [{model_type}]")
+        inference_config = body.get("inference_config")
+        if inference_config is None:
+            errors.append("[inference_config] must not be null.")
+        elif not isinstance(inference_config, dict) or len(inference_config) != 1:
+            raise ESError(400, "x_content_parse_exception",
+                          "[inference_config] must contain exactly one inference configuration")
+        if model_type == "pytorch" and ("definition" in body or "compressed_definition" in body):
+            errors.append("[definition] must not be set for a model of type [pytorch]")
+        if model_type is None and not errors:
+            errors.append("[model_type] must be set if [definition] is not defined.")
+        if errors:
+            raise _validation_error(errors)
+        if model_id in self._models:
+            raise ESError(400, "resource_already_exists_exception",
+                          f"Trained machine learning model [{model_id}] already exists")
+        if model_id in self._deployments:
+            raise ESError(400, "status_exception",
+                          f"Cannot create model [{model_id}] the id is the same as an current model deployment")
+        assert isinstance(inference_config, dict)
+        task, options = next(iter(inference_config.items()))
+        options = copy.deepcopy(options) if isinstance(options, dict) else {}
+        if model_type == "pytorch":
+            if task not in NLP_TASKS:
+                raise ESError(400, "x_content_parse_exception",
+                              f"[1:2] [trained_model_config] failed to parse field [inference_config]: "
+                              f"unknown inference configuration [{task}] for a pytorch model")
+            options["tokenization"] = self._tokenization_with_defaults(options.get("tokenization"))
+            if task == "fill_mask":
+                kind = next(iter(options["tokenization"]))
+                expected = "<mask>" if kind in ("roberta", "xlm_roberta") else "[MASK]"
+                if options.get("mask_token", expected) != expected:
+                    raise ESError(400, "illegal_argument_exception",
+                                  f"IllegalArgumentException: Mask token requested was [{options['mask_token']}] "
+                                  f"but must be [{expected}] for this model")
+                options["mask_token"] = expected
+            options["vocabulary"] = {"index": ".ml-inference-native-000002"}
+        config: dict[str, Any] = {
+            "model_id": model_id,
+            "model_type": model_type,
+            "created_by": "api_user",
+            "version": "12.0.0",
+            "create_time": _now_ms(),
+            "model_size_bytes": 0,
+            "estimated_operations": 0,
+            "license_level": "platinum",
+            "description": body.get("description", ""),
+            "tags": list(body.get("tags") or []),
+            "metadata": copy.deepcopy(body.get("metadata") or {}),
+            "input": copy.deepcopy(body.get("input") or {"field_names": [DEFAULT_INPUT_FIELD]}),
+            "inference_config": {task: options},
+        }
+        if model_type == "pytorch":
+            config["location"] = {"index": {"name": ".ml-inference-native-000002"}}
+        if body.get("prefix_strings"):
+            config["prefix_strings"] = copy.deepcopy(body["prefix_strings"])
+        model = _Model(model_id, config)
+        if model_type != "pytorch":
+            model.fully_defined = "definition" in body or "compressed_definition" in body
+            if "definition" in body:
+                config["definition"] = copy.deepcopy(body["definition"])
+        self._models[model_id] = model
+        out = copy.deepcopy(config)
+        out.pop("definition", None)
+        return out
+
+    @staticmethod
+    def _tokenization_with_defaults(tokenization: Any) -> dict[str, Any]:
+        if not tokenization:
+            return {"bert": dict(TOKENIZATION_DEFAULTS)}
+        if not isinstance(tokenization, dict) or len(tokenization) != 1:
+            raise ESError(400, "x_content_parse_exception", "[tokenization] must contain exactly one tokenizer")
+        kind, options = next(iter(tokenization.items()))
+        if kind not in ("bert", "bert_ja", "mpnet", "roberta", "xlm_roberta", "deberta_v2"):
+            raise ESError(400, "x_content_parse_exception", f"[1:2] unknown tokenization [{kind}]")
+        merged = dict(TOKENIZATION_DEFAULTS)
+        if kind in ("roberta", "xlm_roberta"):
+            merged.pop("do_lower_case")
+        merged.update(options or {})
+        if merged.get("truncate") not in ("first", "second", "none", "balanced"):
+            raise ESError(400, "illegal_argument_exception", f"unknown truncate value [{merged.get('truncate')}]")
+        if not isinstance(merged.get("max_sequence_length"), int) or merged["max_sequence_length"] < 1:
+            raise ESError(400, "illegal_argument_exception", "[max_sequence_length] must be a positive integer")
+        return {kind: merged}
+
+    def _get_model(self, model_id: str) -> _Model:
+        model = self._models.get(model_id)
+        if model is None:
+            raise _not_found_model(model_id)
+        return model
+
+    def _delete_model(self, model_id: str, params: dict[str, str]) -> dict[str, Any]:
+        force = _bool_param(params, "force", False)
+        if "*" in model_id or model_id == "_all" or "," in model_id:
+            raise ESError(400, "illegal_argument_exception", f"delete of [{model_id}] is not supported")
+        model = self._get_model(model_id)
+        if model_id == LANG_IDENT:
+            raise ESError(400, "status_exception", f"Unable to delete model [{model_id}]")
+        deployed = [d for d in self._deployments.values() if d.model_id == model_id]
+        if deployed and not force:
+            raise _status(409, f"Cannot delete model [{model_id}] as it is currently deployed; "
+                               "use force to delete the model")
+        for deployment in deployed:
+            del self._deployments[deployment.deployment_id]
+        del self._models[model.model_id]
+        return {"acknowledged": True}
+
+    def _put_definition(self, model_id: str, part_text: str, body: Any) -> dict[str, Any]:
+        self._check_license()
+        try:
+            part = int(part_text)
+        except ValueError:
+            raise ESError(400, "illegal_argument_exception",
+                          f"Failed to parse int parameter [part] with value [{part_text}]") from None
+        if not isinstance(body, dict):
+            raise ESError(400, "parse_exception", "request body is required")
+        for key in body:
+            if key not in ("definition", "total_definition_length", "total_parts"):
+                raise ESError(400, "x_content_parse_exception",
+                              f"[1:2] [put_trained_model_part_action] unknown field [{key}]")
+        definition = body.get("definition")
+        total_length = body.get("total_definition_length", 0)
+        total_parts = body.get("total_parts", 0)
+        errors = []
+        if definition is None:
+            errors.append("[definition] must not be null.")
+        if not isinstance(total_length, int) or not isinstance(total_parts, int):
+            raise ESError(400, "x_content_parse_exception",
+                          "[1:2] [put_trained_model_part_action] failed to parse field [total_parts]")
+        if part < 0:
+            errors.append("[part] must be greater or equal to 0")
+        if total_parts <= 0:
+            errors.append("[total_parts] must be greater than 0")
+        if total_parts > MAX_NUM_NATIVE_DEFINITION_PARTS:
+            errors.append(f"[total_parts] must be less than or equal to {MAX_NUM_NATIVE_DEFINITION_PARTS}")
+        if total_length <= 0:
+            errors.append("[total_definition_length] must be greater than 0")
+        if part >= total_parts:
+            errors.append("[part] must be less than total_parts")
+        if errors:
+            raise _validation_error(errors)
+        try:
+            data = base64.b64decode(str(definition), validate=True)
+        except (binascii.Error, ValueError):
+            raise ESError(400, "x_content_parse_exception",
+                          "[1:16] [put_trained_model_part_action] failed to parse field [definition]") from None
+        model = self._get_model(model_id)
+        if model.model_type != "pytorch":
+            raise ESError(400, "status_exception",
+                          f"cannot put definition for model [{model_id}] as location is null")
+        if part in model.parts:
+            raise ESError(400, "resource_already_exists_exception",
+                          f"Trained machine learning model definition [{model_id}] part [{part}] already exists")
+        model.parts[part] = data
+        model.total_parts = total_parts
+        model.total_definition_length = total_length
+        model.config["model_size_bytes"] = total_length
+        return {"acknowledged": True}
+
+    def _put_vocabulary(self, model_id: str, body: Any) -> dict[str, Any]:
+        self._check_license()
+        if not isinstance(body, dict):
+            raise ESError(400, "parse_exception", "request body is required")
+        for key in body:
+            if key not in ("vocabulary", "merges", "scores"):
+                raise ESError(400, "x_content_parse_exception",
+                              f"[1:2] [put_trained_model_vocabulary_action] unknown field [{key}]")
+        vocabulary = body.get("vocabulary")
+        if not isinstance(vocabulary, list) or not vocabulary:
+            raise _validation_error(["[vocabulary] must not be empty"])
+        model = self._get_model(model_id)
+        if model.model_type != "pytorch":
+            raise ESError(400, "status_exception",
+                          f"cannot put vocabulary for model [{model_id}] as it is not a pytorch model")
+        model.vocabulary = {k: list(v) for k, v in body.items() if isinstance(v, list)}
+        return {"acknowledged": True}
+
+    # ------------------------------------------------------------------------------------- deployments
+    def _start(self, model_id: str, params: dict[str, str], body: Any) -> dict[str, Any]:
+        self._check_license()
+        deployment_id = params.get("deployment_id") or model_id
+        number = _int_param(params, "number_of_allocations")
+        threads = _int_param(params, "threads_per_allocation")
+        queue = _int_param(params, "queue_capacity")
+        priority = params.get("priority", "normal")
+        wait_for = params.get("wait_for", "started")
+        adaptive = None
+        if isinstance(body, dict):
+            for key in body:
+                if key not in ("adaptive_allocations", "number_of_allocations", "threads_per_allocation",
+                               "queue_capacity", "priority", "cache_size"):
+                    raise ESError(400, "x_content_parse_exception",
+                                  f"[1:2] [start_trained_model_deployment] unknown field [{key}]")
+            adaptive = body.get("adaptive_allocations")
+            number = body.get("number_of_allocations", number)
+            threads = body.get("threads_per_allocation", threads)
+            queue = body.get("queue_capacity", queue)
+            priority = body.get("priority", priority)
+        if priority not in ("normal", "low"):
+            raise ESError(400, "illegal_argument_exception",
+                          f"No enum constant org.elasticsearch.xpack.core.ml.inference.assignment.Priority."
+                          f"{str(priority).upper()}")
+        if wait_for not in ("starting", "started", "fully_allocated"):
+            raise ESError(400, "illegal_argument_exception", f"unknown [wait_for] value [{wait_for}]; "
+                          "expected one of [starting, started, fully_allocated]")
+        errors = []
+        adaptive_on = isinstance(adaptive, dict) and adaptive.get("enabled", False)
+        if adaptive_on and number is not None:
+            errors.append("[number_of_allocations] cannot be set if adaptive allocations is enabled")
+        if number is not None and number < 1:
+            errors.append("[number_of_allocations] must be a positive integer")
+        if threads is not None and (threads < 1 or threads > 32 or threads & (threads - 1)):
+            errors.append("[threads_per_allocation] must be a power of 2 less than or equal to 32")
+        if queue is not None and queue < 1:
+            errors.append("[queue_capacity] must be a positive integer")
+        if queue is not None and queue >= MAX_QUEUE_CAPACITY:
+            errors.append(f"[queue_capacity] must be less than {MAX_QUEUE_CAPACITY}")
+        if priority == "low":
+            if number is not None and number != 1:
+                errors.append("[number_of_allocations] must be 1 when [priority] is low")
+            if threads is not None and threads != 1:
+                errors.append("[threads_per_allocation] must be 1 when [priority] is low")
+        if isinstance(adaptive, dict):
+            low = adaptive.get("min_number_of_allocations")
+            high = adaptive.get("max_number_of_allocations")
+            if low is not None and low < 0:
+                errors.append("[min_number_of_allocations] must be a non-negative integer")
+            if high is not None and high < 1:
+                errors.append("[max_number_of_allocations] must be a positive integer")
+            if low is not None and high is not None and low > high:
+                errors.append("[max_number_of_allocations] must be greater than or equal to "
+                              "[min_number_of_allocations]")
+        elif adaptive is not None:
+            raise ESError(400, "x_content_parse_exception", "[adaptive_allocations] must be an object")
+        if errors:
+            raise _validation_error(errors)
+
+        model = self._get_model(model_id)
+        if model.model_type != "pytorch":
+            raise ESError(400, "status_exception",
+                          f"model [{model_id}] of type [{model.model_type}] cannot be deployed. "
+                          "Only PyTorch models can be deployed")
+        if deployment_id != model_id and deployment_id in self._models:
+            raise ESError(400, "status_exception",
+                          f"Deployment id [{deployment_id}] is the same as an another model which is not the model "
+                          "being deployed. Deployment id can be the same as the model being deployed but cannot "
+                          "match a different model")
+        if not model.parts:
+            raise ESError(404, "resource_not_found_exception",
+                          f"Could not find trained model definition [{model_id}]")
+        if not model.is_complete():
+            raise _status(400, f"Model definition truncated. Unable to deserialize trained model definition "
+                               f"[{model_id}]")
+        if model.vocabulary is None:
+            raise ESError(404, "resource_not_found_exception",
+                          f"Could not find trained model vocabulary [{model_id}]")
+        if deployment_id in self._deployments:
+            raise _status(400, f"Could not start model deployment because an existing deployment with the same "
+                               f"id [{deployment_id}] exist")
+
+        if priority == "low":
+            number, threads = 1, 1
+        if adaptive_on:
+            number = max(int(adaptive.get("min_number_of_allocations") or 0), 1)  # type: ignore[union-attr]
+        number = number or 1
+        threads = threads or 1
+        metadata = model.config.get("metadata") or {}
+        per_deployment = int(metadata.get("per_deployment_memory_bytes") or 0)
+        per_allocation = int(metadata.get("per_allocation_memory_bytes") or 0)
+        if per_deployment > 0 and per_allocation > 0:
+            required = MEMORY_OVERHEAD + per_deployment + per_allocation * number
+        else:
+            required = MEMORY_OVERHEAD + 2 * model.total_definition_length
+        if self._ml_nodes() <= 0:
+            self._raise_no_capacity(model_id, "none")
+        if required > self._ml_memory_bytes():
+            self._raise_no_capacity(
+                model_id,
+                f"{{{NODE_NAME}}}{{{NODE_ID}}} This node has insufficient available memory. Available memory for "
+                f"ML [{self._ml_memory_bytes()} ({_mb(self._ml_memory_bytes())})], memory required by existing "
+                f"jobs and models [0 (0b)], estimated memory required for this model [{required} "
+                f"({_mb(required)})].",
+            )
+
+        cache_size = params.get("cache_size")
+        if isinstance(body, dict) and body.get("cache_size") is not None:
+            cache_size = str(body["cache_size"])
+        deployment = _Deployment(
+            deployment_id=deployment_id, model_id=model_id, number_of_allocations=number,
+            threads_per_allocation=threads, queue_capacity=queue or 10_000, priority=priority,
+            cache_size=cache_size,
+            adaptive=copy.deepcopy(adaptive) if isinstance(adaptive, dict) else None,
+            per_deployment_memory_bytes=per_deployment, per_allocation_memory_bytes=per_allocation,
+            model_bytes=model.total_definition_length,
+        )
+        try:
+            deployment.module = _load_module(model.definition_bytes())
+        except Exception as exc:  # noqa: BLE001 -- any load failure means a failed deployment
+            deployment.state = "failed"
+            deployment.reason = f"Failed to load model: {exc}".splitlines()[0]
+            self._deployments[deployment_id] = deployment
+            raise _status(500, f"Could not start deployment because of failures on nodes: "
+                               f"[{NODE_ID}: {deployment.reason}]") from None
+        kind, options = next(iter(model.task()[1]["tokenization"].items()))
+        deployment.tokenizer = WordPieceTokenizer(
+            model.vocabulary["vocabulary"], do_lower_case=bool(options.get("do_lower_case", False)), kind=kind
+        )
+        self._deployments[deployment_id] = deployment
+        return {"assignment": self._assignment(deployment)}
+
+    def _raise_no_capacity(self, model_id: str, explanation: str) -> None:
+        detail = (f"Could not start deployment because no suitable nodes were found, allocation explanation "
+                  f"[{explanation}]")
+        raise _status(429, "Could not start deployment because no ML nodes with sufficient capacity were found",
+                      caused_by={"type": "illegal_state_exception", "reason": detail})
+
+    def _assignment(self, d: _Deployment) -> dict[str, Any]:
+        params: dict[str, Any] = {
+            "model_id": d.model_id,
+            "deployment_id": d.deployment_id,
+            "model_bytes": d.model_bytes,
+            "threads_per_allocation": d.threads_per_allocation,
+            "number_of_allocations": d.number_of_allocations,
+            "queue_capacity": d.queue_capacity,
+            "priority": d.priority,
+            "per_deployment_memory_bytes": d.per_deployment_memory_bytes,
+            "per_allocation_memory_bytes": d.per_allocation_memory_bytes,
+        }
+        if d.cache_size is not None:
+            params["cache_size"] = d.cache_size
+        out: dict[str, Any] = {
+            "task_parameters": params,
+            "routing_table": {NODE_ID: {
+                "current_allocations": d.number_of_allocations if d.state == "started" else 0,
+                "target_allocations": d.number_of_allocations,
+                "routing_state": d.state,
+                "reason": d.reason or "",
+            }},
+            "assignment_state": "started" if d.state == "started" else "starting",
+            "start_time": datetime.fromtimestamp(d.start_time / 1000, UTC).isoformat(timespec="milliseconds")
+            .replace("+00:00", "Z"),
+            "max_assigned_allocations": d.number_of_allocations,
+        }
+        if d.adaptive is not None:
+            out["adaptive_allocations"] = d.adaptive
+        return out
+
+    def _find_deployment(self, some_id: str) -> _Deployment | None:
+        if some_id in self._deployments:
+            return self._deployments[some_id]
+        for deployment in self._deployments.values():
+            if deployment.model_id == some_id:
+                return deployment
+        return None
+
+    def _stop(self, some_id: str, params: dict[str, str], body: Any) -> dict[str, Any]:
+        allow_no_match = _bool_param(params, "allow_no_match", True)
+        _bool_param(params, "force", False)
+        if isinstance(body, dict):
+            allow_no_match = bool(body.get("allow_no_match", allow_no_match))
+        if some_id in ("_all", "*"):
+            self._deployments.clear()
+            return {"stopped": True}
+        targets = [d for d in self._deployments.values() if d.deployment_id == some_id]
+        if not targets:
+            targets = [d for d in self._deployments.values() if d.model_id == some_id]
+        if not targets:
+            if some_id not in self._models and not allow_no_match:
+                raise ESError(404, "resource_not_found_exception",
+                              f"No known model deployment with id [{some_id}]")
+            if some_id in self._models or allow_no_match:
+                return {"stopped": True}
+        if len(targets) > 1:
+            raise _status(400, f"Multiple deployments found for model [{some_id}]; stop them by deployment id "
+                               f"{sorted(d.deployment_id for d in targets)}")
+        for deployment in targets:
+            del self._deployments[deployment.deployment_id]
+        return {"stopped": True}
+
+    def _update(self, some_id: str, params: dict[str, str], body: Any) -> dict[str, Any]:
+        deployment = self._deployments.get(some_id)
+        if deployment is None:
+            raise ESError(404, "resource_not_found_exception", f"No known model deployment with id [{some_id}]")
+        body = body if isinstance(body, dict) else {}
+        number = body.get("number_of_allocations", _int_param(params, "number_of_allocations"))
+        adaptive = body.get("adaptive_allocations")
+        errors = []
+        if number is not None and isinstance(adaptive, dict) and adaptive.get("enabled"):
+            errors.append("[number_of_allocations] cannot be set if adaptive allocations is enabled")
+        if number is not None and number < 1:
+            errors.append("[number_of_allocations] must be a positive integer")
+        if number is None and adaptive is None:
+            errors.append("Either [number_of_allocations] or [adaptive_allocations] must be set")
+        if number is not None and deployment.priority == "low" and number != 1:
+            errors.append("[number_of_allocations] must be 1 when [priority] is low")
+        if errors:
+            raise _validation_error(errors)
+        if number is not None:
+            deployment.number_of_allocations = number
+        if isinstance(adaptive, dict):
+            deployment.adaptive = copy.deepcopy(adaptive)
+            if adaptive.get("enabled"):
+                deployment.number_of_allocations = max(int(adaptive.get("min_number_of_allocations") or 0), 1)
+        return {"assignment": self._assignment(deployment)}
+
+    # ------------------------------------------------------------------------------------------- stats
+    def _stats(self, expression: str, params: dict[str, str]) -> dict[str, Any]:
+        allow_no_match = _bool_param(params, "allow_no_match", True)
+        # A deployment id also selects its model's stats.
+        names = []
+        for name in (expression.split(",") if expression else ["_all"]):
+            d = self._deployments.get(name)
+            names.append(d.model_id if d is not None and name not in self._models else name)
+        models = self._resolve_models(",".join(names), allow_no_match)
+        start = _int_param(params, "from") or 0
+        size = _int_param(params, "size")
+        page = models[start: start + size if size is not None else None]
+        entries = []
+        for model in page:
+            deployments = sorted((d for d in self._deployments.values() if d.model_id == model.model_id),
+                                 key=lambda d: d.deployment_id)
+            for deployment in deployments or [None]:
+                entries.append(self._model_stats(model, deployment))
+        return {"count": len(models), "trained_model_stats": entries}
+
+    def _model_stats(self, model: _Model, d: _Deployment | None) -> dict[str, Any]:
+        size = model.total_definition_length if model.model_type == "pytorch" else model.config.get(
+            "model_size_bytes", 0)
+        entry: dict[str, Any] = {
+            "model_id": model.model_id,
+            "model_size_stats": {
+                "model_size_bytes": size,
+                "required_native_memory_bytes": (MEMORY_OVERHEAD + 2 * size) if model.model_type == "pytorch"
+                else 0,
+            },
+            "pipeline_count": 0,
+            "inference_stats": {
+                "failure_count": 0,
+                "inference_count": sum(x.inference_count for x in self._deployments.values()
+                                       if x.model_id == model.model_id),
+                "cache_miss_count": 0,
+                "missing_all_fields_count": 0,
+                "timestamp": _now_ms(),
+            },
+        }
+        if d is not None:
+            entry["deployment_stats"] = self._deployment_stats(d)
+        return entry
+
+    def _deployment_stats(self, d: _Deployment) -> dict[str, Any]:
+        allocations = d.number_of_allocations if d.state == "started" else 0
+        node: dict[str, Any] = {
+            "node": {NODE_ID: {"name": NODE_NAME, "ephemeral_id": NODE_ID, "transport_address": "127.0.0.1:9300",
+                               "external_id": NODE_NAME, "attributes": {},
+                               "roles": ["data", "ingest", "master", "ml", "transform"]}},
+            "routing_state": {"routing_state": d.state, **({"reason": d.reason} if d.reason else {})},
+            "inference_count": d.inference_count,
+            "inference_cache_hit_count": d.cache_hits,
+            "inference_cache_hit_count_last_minute": 0,
+            "number_of_pending_requests": 0,
+            "error_count": d.error_count,
+            "rejected_execution_count": 0,
+            "timeout_count": 0,
+            "start_time": d.start_time,
+            "threads_per_allocation": d.threads_per_allocation,
+            "number_of_allocations": allocations,
+            "peak_throughput_per_minute": d.inference_count,
+            "throughput_last_minute": 0,
+        }
+        if d.inference_count:
+            node["average_inference_time_ms"] = d.total_inference_ms / d.inference_count
+            node["average_inference_time_ms_excluding_cache_hits"] = node["average_inference_time_ms"]
+            node["last_access"] = d.last_access
+        stats: dict[str, Any] = {
+            "deployment_id": d.deployment_id,
+            "model_id": d.model_id,
+            "threads_per_allocation": d.threads_per_allocation,
+            "number_of_allocations": d.number_of_allocations,
+            "queue_capacity": d.queue_capacity,
+            "priority": d.priority,
+            "start_time": d.start_time,
+            "state": d.state,
+            "allocation_status": {
+                "allocation_count": allocations,
+                "target_allocation_count": d.number_of_allocations,
+                "state": "fully_allocated" if d.state == "started" else "starting",
+            },
+            "peak_throughput_per_minute": d.inference_count,
+            "inference_count": d.inference_count,
+            "error_count": d.error_count,
+            "rejected_execution_count": 0,
+            "timeout_count": 0,
+            "nodes": [node],
+        }
+        if d.state == "failed":
+            stats["reason"] = d.reason
+        if d.cache_size is not None:
+            stats["cache_size"] = d.cache_size
+        if d.adaptive is not None:
+            stats["adaptive_allocations"] = d.adaptive
+        return stats
+
+    # ------------------------------------------------------------------------------------------- infer
+    def _resolve_deployment(self, some_id: str) -> tuple[_Deployment, _Model]:
+        deployment = self._find_deployment(some_id)
+        if deployment is None:
+            model = self._models.get(some_id)
+            if model is None:
+                raise _not_found_model(some_id)
+            raise _status(409, f"Trained model [{some_id}] is not deployed")
+        if deployment.state != "started":
+            raise _status(409, f"Trained model deployment [{deployment.deployment_id}] is not allocated to any nodes")
+        model = self._models.get(deployment.model_id)
+        if model is None:
+            raise _not_found_model(deployment.model_id)
+        return deployment, model
+
+    def _infer_api(self, some_id: str, params: dict[str, str], body: Any, *, deprecated: bool) -> dict[str, Any]:
+        self._check_license()
+        if not isinstance(body, dict) or not isinstance(body.get("docs"), list):
+            raise _validation_error(["[docs] must not be null"] if not isinstance(body, dict) or
+                                    body.get("docs") is None else ["[docs] must be an array"])
+        docs = body["docs"]
+        if not docs:
+            raise _validation_error(["at least one document is required"])
+        for key in body:
+            if key not in ("docs", "inference_config", "text_input"):
+                raise ESError(400, "x_content_parse_exception", f"[1:2] [infer_trained_model] unknown field [{key}]")
+        deployment, model = self._resolve_deployment(some_id)
+        task, options = model.task()
+        override = body.get("inference_config")
+        if isinstance(override, dict) and override:
+            o_task, o_options = next(iter(override.items()))
+            if o_task != task:
+                raise _status(400, f"Trained model [{model.model_id}] is configured for task [{task}] but called "
+                                   f"with task [{o_task}]")
+            options = {**options, **{k: v for k, v in (o_options or {}).items() if k != "tokenization"}}
+            tok_override = (o_options or {}).get("tokenization")
+            if isinstance(tok_override, dict) and tok_override:
+                kind, tok = next(iter(options["tokenization"].items()))
+                options["tokenization"] = {kind: {**tok, **next(iter(tok_override.values()))}}
+        field_names = (model.config.get("input") or {}).get("field_names") or [DEFAULT_INPUT_FIELD]
+        texts = []
+        for doc in docs:
+            value = doc.get(field_names[0]) if isinstance(doc, dict) else None
+            if value is None:
+                raise _status(400, f"Input field [{field_names[0]}] does not exist in the source document")
+            texts.append(str(value))
+        rows = self._run(deployment, model, texts, options)
+        results_field = options.get("results_field") or "predicted_value"
+        results = [{results_field: self._shape(task, row)} for row in rows]
+        if deprecated:
+            return results[0]
+        return {"inference_results": results}
+
+    @staticmethod
+    def _shape(task: str, row: list[Any]) -> Any:
+        # ``row`` is [tokens][dims] (a 2-D model output counts as one token); ES takes the first row
+        # as the embedding and returns everything for pass_through.
+        if task == "text_embedding":
+            return row[0]
+        return row
+
+    def infer(self, model_or_deployment_id: str, texts: list[str]) -> list[list[float]]:
+        """Embed ``texts`` with a started deployment (ingest ``inference`` and ``query_vector_builder``).
+
+        Raises ``ESError``: 403 on a basic license, 404 for an unknown id, 409 when not deployed.
+
+        Example::
+
+            ml.infer("my-model", ["a dog in the snow"])[0][:3]
+        """
+        with self._lock:
+            self._check_license()
+            deployment, model = self._resolve_deployment(model_or_deployment_id)
+            task, options = model.task()
+            rows = self._run(deployment, model, list(texts), options)
+            return [self._shape(task, row) for row in rows]
+
+    def _run(self, d: _Deployment, model: _Model, texts: list[str], options: dict[str, Any]) -> list[list[Any]]:
+        import torch
+
+        assert d.tokenizer is not None
+        kind, tok = next(iter(options["tokenization"].items()))
+        if kind not in ("bert", "bert_ja", "mpnet"):
+            raise _status(400, f"tokenization [{kind}] is not supported by the test cluster")
+        prefix = ""
+        started = time.perf_counter()
+        cache_key_base = f"{tok}"
+        results: list[list[Any] | None] = [None] * len(texts)
+        todo: list[int] = []
+        for i, text in enumerate(texts):
+            key = cache_key_base + prefix + text
+            if d.cache_size not in (None, "0", "0b") and key in d.cache:
+                results[i] = d.cache[key]
+                d.cache_hits += 1
+            else:
+                todo.append(i)
+        if todo:
+            try:
+                encoded = [d.tokenizer.encode(texts[i], max_sequence_length=int(tok["max_sequence_length"]),
+                                              with_special_tokens=bool(tok.get("with_special_tokens", True)),
+                                              truncate=str(tok.get("truncate", "first"))) for i in todo]
+            except TokenizationError as exc:
+                d.error_count += 1
+                raise _status(400, str(exc)) from None
+            longest = max(max(len(e) for e in encoded), 1)
+            ids = torch.full((len(encoded), longest), d.tokenizer.pad_id, dtype=torch.int64)
+            mask = torch.zeros((len(encoded), longest), dtype=torch.int64)
+            for row, e in enumerate(encoded):
+                if e:
+                    ids[row, : len(e)] = torch.tensor(e, dtype=torch.int64)
+                    mask[row, : len(e)] = 1
+            types = torch.zeros_like(ids)
+            positions = torch.arange(longest, dtype=torch.int64).unsqueeze(0).expand(len(encoded), -1).contiguous()
+            args = (ids, mask, types, positions)
+            count = _forward_arity(d.module)
+            try:
+                with torch.no_grad():
+                    out = d.module(*args[:count])
+            except Exception as exc:  # noqa: BLE001 -- the model's own failure becomes an ES error
+                d.error_count += 1
+                raise _status(500, f"Error in inference process: [{str(exc).splitlines()[0]}]") from None
+            if isinstance(out, (tuple, list)):
+                out = out[0]
+            out = out.detach().to(torch.float64)
+            if out.dim() == 1:
+                out = out.unsqueeze(0)
+            if out.dim() == 2:
+                out = out.unsqueeze(1)
+            for row, i in enumerate(todo):
+                value = out[row].tolist()
+                results[i] = value
+                if d.cache_size not in (None, "0", "0b"):
+                    d.cache[cache_key_base + prefix + texts[i]] = value
+        d.inference_count += len(texts)
+        d.total_inference_ms += (time.perf_counter() - started) * 1000
+        d.last_access = _now_ms()
+        return [r for r in results if r is not None]
+
+
+def _load_module(data: bytes) -> Any:
+    """``torch.jit.load`` a TorchScript archive from bytes, on CPU, in eval mode."""
+    import torch
+
+    module = torch.jit.load(io.BytesIO(data), map_location="cpu")
+    module.eval()
+    return module
+
+
+def _forward_arity(module: Any) -> int:
+    """How many tensors ``forward`` takes (BERT-like: 4; RoBERTa/MPNet traces: 2)."""
+    try:
+        return max(len(module.forward.schema.arguments) - 1, 1)
+    except (AttributeError, RuntimeError):
+        return 4
+
