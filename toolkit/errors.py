@@ -25,6 +25,7 @@ exit code so scripts can tell failures apart.
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -41,7 +42,7 @@ class ToolkitError(Exception):
 
 
 class ConfigError(ToolkitError):
-    exit_code = 2
+    exit_code = 3
 
     def __init__(self, message: str, *, key: str | None = None, file: str | None = None,
                  line: int | None = None, hint: str | None = None) -> None:
@@ -53,7 +54,7 @@ class ConfigError(ToolkitError):
 
 
 class ValidationError(ToolkitError):
-    exit_code = 2
+    exit_code = 4
 
 
 class ClusterError(ToolkitError):
@@ -138,6 +139,8 @@ class CheckFailed(ToolkitError):
 def _error_parts(exc: Any) -> tuple[int | None, str, str]:
     """(status, ES error type, reason) from an elasticsearch ApiError."""
     status = getattr(exc, "status_code", None)
+    if status is None and getattr(exc, "meta", None) is not None:
+        status = getattr(exc.meta, "status", None)
     body = getattr(exc, "body", None)
     err_type, reason = "", str(getattr(exc, "message", "") or exc)
     if isinstance(body, dict) and isinstance(body.get("error"), dict):
@@ -152,6 +155,17 @@ def _error_parts(exc: Any) -> tuple[int | None, str, str]:
     return status, err_type, reason
 
 
+def _short_reason(exc: BaseException) -> str:
+    """The innermost useful words of a nested transport error (``[Errno 111] Connection refused``)."""
+    text = str(exc)
+    m = re.search(r"\[Errno -?\d+\][^)'\"]*", text)
+    if m:
+        return m.group(0).strip()
+    if isinstance(exc, TimeoutError) or "Timeout" in type(exc).__name__:
+        return "timed out"
+    return text if len(text) <= 200 else text[:200] + "..."
+
+
 def from_elasticsearch(exc: BaseException, *, doing: str = "") -> ToolkitError:
     """Translate an ``elasticsearch``/``elastic_transport`` exception into a ToolkitError."""
     import elastic_transport
@@ -163,10 +177,10 @@ def from_elasticsearch(exc: BaseException, *, doing: str = "") -> ToolkitError:
                             hint="check ES_URL / --es-url points at an Elasticsearch 9.x cluster")
     if isinstance(exc, (elastic_transport.ConnectionError, elastic_transport.ConnectionTimeout,
                         elastic_transport.TlsError, elasticsearch.ConnectionError)):
-        return ConnectionFailed(f"{prefix}cannot reach the cluster ({type(exc).__name__}: {exc})",
+        return ConnectionFailed(f"{prefix}cannot reach the cluster ({_short_reason(exc)})",
                                 hint="check ES_URL / --es-url, that the cluster is running, and TLS "
                                      "settings (ES_CA_CERTS, ES_VERIFY_CERTS)")
-    if isinstance(exc, elasticsearch.ApiError):
+    if isinstance(exc, elasticsearch.ApiError | elastic_transport.ApiError):
         status, err_type, reason = _error_parts(exc)
         if status == 401:
             return AuthenticationFailed(f"{prefix}authentication failed: {reason}",

@@ -1,0 +1,83 @@
+"""Every foreign exception the cluster client can raise becomes one of our typed errors."""
+
+from __future__ import annotations
+
+import inspect
+
+import elastic_transport
+import elasticsearch
+import pytest
+
+from toolkit import errors
+
+
+def _api_error(cls: type, status: int, err_type: str, reason: str) -> Exception:
+    meta = elastic_transport.ApiResponseMeta(status=status, http_version="1.1", headers=elastic_transport.HttpHeaders(),
+                                             duration=0.0, node=elastic_transport.NodeConfig("http", "x", 9200))
+    body = {"error": {"root_cause": [{"type": err_type, "reason": reason}], "type": err_type, "reason": reason},
+            "status": status}
+    return cls(message=err_type, meta=meta, body=body)
+
+
+def _foreign_exception_types() -> list[type[BaseException]]:
+    found: list[type[BaseException]] = []
+    for module in (elasticsearch, elastic_transport):
+        for _, obj in inspect.getmembers(module, inspect.isclass):
+            if issubclass(obj, Exception) and not issubclass(obj, Warning) and obj not in found:
+                found.append(obj)
+    return found
+
+
+@pytest.mark.parametrize("exc_type", _foreign_exception_types(), ids=lambda t: f"{t.__module__}.{t.__name__}")
+def test_every_foreign_exception_type_is_mapped_to_a_specific_error(exc_type: type[BaseException]) -> None:
+    if issubclass(exc_type, elasticsearch.ApiError):
+        exc = _api_error(exc_type, 500, "some_exception", "boom")
+    elif issubclass(exc_type, elasticsearch.UnsupportedProductError | elastic_transport.ApiError):
+        exc = exc_type("not es", meta=None, body=None)
+    else:
+        exc = exc_type("boom")
+    mapped = errors.from_elasticsearch(exc, doing="testing")
+    assert type(mapped) is not errors.ToolkitError, f"{exc_type} fell through to the generic error"
+    assert mapped.message.startswith("testing: ")
+
+
+@pytest.mark.parametrize(("status", "err_type", "reason", "expected"), [
+    (401, "security_exception", "unable to authenticate", errors.AuthenticationFailed),
+    (403, "security_exception", "current license is non-compliant for [ml]", errors.LicenseError),
+    (403, "security_exception", "action [x] is unauthorized", errors.AuthorizationFailed),
+    (404, "index_not_found_exception", "no such index [images]", errors.NotFound),
+    (404, "resource_not_found_exception", "model [m] not found", errors.NotFound),
+    (400, "media_type_header_exception", "Invalid media-type value", errors.UnsupportedVersion),
+    (400, "illegal_argument_exception", "bad k", errors.RequestFailed),
+    (429, "es_rejected_execution_exception", "queue full", errors.RequestFailed),
+])
+def test_api_errors_map_by_status_and_type(status: int, err_type: str, reason: str, expected: type) -> None:
+    mapped = errors.from_elasticsearch(_api_error(elasticsearch.ApiError, status, err_type, reason))
+    assert type(mapped) is expected
+    assert reason in mapped.message
+
+
+def test_license_error_hint_says_how_to_start_a_trial() -> None:
+    mapped = errors.from_elasticsearch(_api_error(elasticsearch.ApiError, 403, "security_exception",
+                                                  "current license is non-compliant for [ml]"))
+    assert "start_trial" in (mapped.hint or "")
+
+
+def test_mapped_context_chains_the_original_exception() -> None:
+    original = elastic_transport.ConnectionError("refused")
+    with pytest.raises(errors.ConnectionFailed) as info, errors.mapped("reading"):
+        raise original
+    assert info.value.__cause__ is original
+
+
+def test_mapped_leaves_unrelated_exceptions_alone() -> None:
+    with pytest.raises(ZeroDivisionError), errors.mapped("x"):
+        raise ZeroDivisionError()
+
+
+def test_every_error_class_has_its_own_exit_code() -> None:
+    classes = [c for _, c in inspect.getmembers(errors, inspect.isclass)
+               if issubclass(c, errors.ToolkitError) and c is not errors.ToolkitError]
+    codes = [c.exit_code for c in classes]
+    assert len(codes) == len(set(codes)), {c.__name__: c.exit_code for c in classes}
+    assert all(code not in (0, 1) for code in codes)
