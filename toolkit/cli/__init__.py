@@ -73,3 +73,5 @@ def main() -> None:
 from toolkit.cli import config_cmd  # noqa: E402,F401
 from toolkit.cli import doctor_cmd  # noqa: E402,F401
 from toolkit.cli import setup_cmd  # noqa: E402,F401
+from toolkit.cli import search_cmd  # noqa: E402,F401
+from toolkit.cli import devtools_cmd  # noqa: E402,F401
