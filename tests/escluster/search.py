@@ -475,8 +475,8 @@ def parse_request(body: dict | None, params: dict[str, str], license_type: str) 
         if req.size > req.retriever.rank_window_size:
             window = req.retriever.rank_window_size
             raise ESError(400, "action_request_validation_exception",
-                          f"Validation Failed: 1: [rrf] requires [rank_window_size: {window}] be greater than "
-                          f"or equal to [size: {req.size}];")
+                          f"Validation Failed: 1: [rrf] requires [rank_window_size: {window}] be greater "
+                          f"than or equal to [size: {req.size}];")
     return req
 
 
