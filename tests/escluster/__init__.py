@@ -1,0 +1,1 @@
+"""The Elasticsearch-compatible test cluster (placeholder docstring; the core helper owns this file)."""
