@@ -101,7 +101,8 @@ def test_match_bm25_matches_formula_and_ranks_by_tf_and_length():
 
 def test_match_operator_and_and_minimum_should_match():
     assert set(ids(run({"query": {"match": {"title": "red car"}}}))) == {"1", "2", "3"}
-    assert set(ids(run({"query": {"match": {"title": {"query": "red car", "operator": "and"}}}}))) == {"1", "2"}
+    both = {"query": {"match": {"title": {"query": "red car", "operator": "and"}}}}
+    assert set(ids(run(both))) == {"1", "2"}
     body = {"query": {"match": {"title": {"query": "red car apple", "minimum_should_match": 2}}}}
     assert set(ids(run(body))) == {"1", "2", "3"}
     body = {"query": {"match": {"title": {"query": "red car apple", "minimum_should_match": "100%"}}}}
@@ -199,7 +200,8 @@ def test_unknown_query_is_parsing_exception():
 
 def test_malformed_queries():
     assert error_of({"query": {"term": {"a": 1, "b": 2}}}).type == "parsing_exception"
-    assert error_of({"query": {"bool": {"must": [], "nope": 1}}}).reason == "[bool] query does not support [nope]"
+    err = error_of({"query": {"bool": {"must": [], "nope": 1}}})
+    assert err.reason == "[bool] query does not support [nope]"
     assert error_of({"query": {"match_all": {}, "term": {"a": 1}}}).type == "parsing_exception"
 
 
