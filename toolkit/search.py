@@ -754,24 +754,6 @@ def search(*, settings: Settings, options: SearchOptions | None = None, text: st
 # Everything for Kibana: ``toolkit devtools``
 
 
-def start_request(settings: Settings) -> Request:
-    """``POST _ml/trained_models/<id>/deployment/_start`` with the deployment settings."""
-    tm = settings.text_model
-    params: dict[str, Any] = {"deployment_id": tm.cluster_deployment_id}
-    body: dict[str, Any] | None = None
-    if tm.adaptive_allocations.enabled:
-        aa = tm.adaptive_allocations
-        body = {"adaptive_allocations": {"enabled": True,
-                                         "min_number_of_allocations": aa.min_number_of_allocations,
-                                         "max_number_of_allocations": aa.max_number_of_allocations}}
-    else:
-        params["number_of_allocations"] = tm.number_of_allocations
-    params.update({"threads_per_allocation": tm.threads_per_allocation, "queue_capacity": tm.queue_capacity,
-                   "priority": tm.priority, "wait_for": "started", "timeout": f"{int(tm.start_timeout)}s"})
-    return Request("POST", f"_ml/trained_models/{path(tm.cluster_model_id)}/deployment/_start",
-                   body=body, params=params)
-
-
 def devtools_script(settings: Settings, *, text: str = "a dog playing in the snow",
                     image_vector: Sequence[float] | None = None, image_label: str | None = None,
                     like_id: str = "DOC_ID", options: SearchOptions | None = None) -> str:
@@ -786,6 +768,8 @@ def devtools_script(settings: Settings, *, text: str = "a dog playing in the sno
     """
     from toolkit.devtools import render
     from toolkit.provision import plan
+    from toolkit.textmodel.deploy import start_options
+    from toolkit.textmodel.requests import infer_request, start_request, stats_request
 
     options = options or SearchOptions()
     tm = settings.text_model
@@ -810,12 +794,11 @@ def devtools_script(settings: Settings, *, text: str = "a dog playing in the sno
         "model, base64; written by toolkit deploy-model)\n"
         f"# PUT _ml/trained_models/{model}/vocabulary (the tokenizer's vocabulary; written by "
         "toolkit deploy-model)")
-    add("start the deployment", start_request(settings))
-    add("deployment state (started) and allocations",
-        Request("GET", f"_ml/trained_models/{model}/_stats"))
+    add("start the deployment (toolkit deploy-model then polls _stats until it is started)",
+        start_request(tm.cluster_model_id, start_options(settings)))
+    add("deployment state (started) and allocations", stats_request(tm.cluster_model_id))
     add("embed a text in the cluster (the vector text queries search with)",
-        Request("POST", f"_ml/trained_models/{path(tm.cluster_deployment_id)}/_infer",
-                body={"docs": [{"text_field": text}]}))
+        infer_request(tm.cluster_deployment_id, [text]))
 
     section("toolkit search: one sample of each kind")
     add(f'toolkit search "{text}"', text_query(text, settings, options))

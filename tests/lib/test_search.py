@@ -407,7 +407,7 @@ def test_devtools_script_covers_setup_deploy_and_every_query_kind(settings):
                          "PUT _index_template/toolkit-images", "PUT pics-000001"]
     start = next(line for line in lines if "/deployment/_start" in line)
     assert start.startswith("POST _ml/trained_models/tiny-text/deployment/_start?")
-    assert "wait_for=started" in start and "number_of_allocations=1" in start
+    assert "number_of_allocations=1" in start and "deployment_id=tiny-text" in start
     assert "# PUT _ml/trained_models/tiny-text/definition/0..N" in script
     assert ("POST _ml/trained_models/tiny-text/_infer", {"docs": [{"text_field": "a red car"}]}) in blocks
     searches = [body for line, body in blocks if line == "POST pics/_search"]
@@ -415,11 +415,3 @@ def test_devtools_script_covers_setup_deploy_and_every_query_kind(settings):
     assert searches[0] == s.text_query("a red car", settings).body
     assert len(searches[1]["knn"]["query_vector"]) == 4
     assert "retriever" in searches[4] and isinstance(searches[5]["knn"], list)
-
-
-def test_start_request_with_adaptive_allocations(settings):
-    settings.text_model.adaptive_allocations.enabled = True
-    req = s.start_request(settings)
-    assert "number_of_allocations" not in req.params
-    assert req.body == {"adaptive_allocations": {"enabled": True, "min_number_of_allocations": 1,
-                                                 "max_number_of_allocations": 4}}
