@@ -75,3 +75,4 @@ from toolkit.cli import doctor_cmd  # noqa: E402,F401
 from toolkit.cli import setup_cmd  # noqa: E402,F401
 from toolkit.cli import search_cmd  # noqa: E402,F401
 from toolkit.cli import devtools_cmd  # noqa: E402,F401
+from toolkit.cli import deploy_cmd  # noqa: E402,F401

@@ -7,8 +7,11 @@ model config body, with the toolkit's provenance in ``metadata.toolkit``) into a
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -92,7 +95,7 @@ def trace(hub_id_or_dir: str | ModelSource, out_dir: str | Path, *, max_sequence
         raise ModelError(f"eland cannot be imported ({exc})",
                          hint="pip install 'eland>=9.2' torch transformers sentence-transformers") from exc
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), _quiet_loggers():
             # TracerWarnings and deprecation notes from transformers are noise for users.
             warnings.simplefilter("ignore")
             model = TransformerModel(model_id=str(src.local_dir), task_type="text_embedding",
@@ -113,6 +116,20 @@ def trace(hub_id_or_dir: str | ModelSource, out_dir: str | Path, *, max_sequence
     config_path = out / CONFIG_FILE
     config_path.write_text(json.dumps(config, indent=2), encoding="utf-8")
     return TracedModel(model_path=Path(model_path), vocab_path=Path(vocab_path), config=config)
+
+
+@contextlib.contextmanager
+def _quiet_loggers() -> Iterator[None]:
+    """transformers and sentence-transformers log deprecation notes while eland loads the model."""
+    loggers = [logging.getLogger(name) for name in ("transformers", "sentence_transformers")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        for lg, level in zip(loggers, levels, strict=True):
+            lg.setLevel(level)
 
 
 def load_traced(folder: str | Path) -> TracedModel:
