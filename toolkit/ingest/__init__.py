@@ -1,0 +1,529 @@
+"""Ingest: source items -> ids -> (resume check) -> bytes -> decoded + embedded -> bulk -> outcomes.
+
+Generators end to end, each stage bounded, so memory stays flat with the number of items (apart from
+the set of ids seen, needed to find duplicates: about 100 bytes an item):
+
+1. ids known from the source (manifest id, Unsplash photo id) are checked for duplicates and, with
+   ``resume``, for presence in the index (before anything is downloaded);
+2. bytes: local files hashed, URLs downloaded (``fetch``; thread pool, order kept);
+3. items without a source id get ``sha256(content)[:32]`` as id, checked the same way;
+4. decode + embed (``toolkit.images.embedder.embed_paths``: worker threads overlapped with batched
+   inference);
+5. bulk actions through the alias (so the index's ``default_pipeline`` embeds captions in the
+   cluster) with ``streaming_bulk`` (429s retried with backoff; per-item errors are outcomes, never
+   exceptions);
+6. after the run, documents of this run on which the pipeline's on-failure handler set
+   ``ingest_error`` are counted as failed (stage ``pipeline``).
+
+Every item ends as indexed, skipped or failed (:mod:`toolkit.ingest.ledger`); failures go to a JSONL
+file that ``--retry-failures`` reads back. Ctrl-C (``KeyboardInterrupt``) or a lost cluster ends the
+run with what was acknowledged kept, the failures file written and ``report.interrupted`` /
+``report.error`` set; ``resume=True`` later skips what is already indexed without embedding it again.
+
+Example::
+
+    report = ingest(client, settings, source=open_source("photos/"))
+    print(report.as_json())
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from toolkit.devtools import Request, path, send
+from toolkit.errors import DimsMismatch, ImageError, NotFound, ToolkitError, mapped
+from toolkit.images.sources import SourceItem, string_dict
+from toolkit.ingest.fetch import Fetched, FetchError, fetch, ordered_map
+from toolkit.ingest.ledger import (
+    SKIP_ALREADY,
+    SKIP_DUPLICATE,
+    IngestProgress,
+    Ledger,
+    default_failures_path,
+)
+from toolkit.settings import Settings
+
+if TYPE_CHECKING:
+    import numpy as np
+    from elasticsearch import Elasticsearch
+
+    from toolkit.images.embedder import ImageEmbedder
+
+__all__ = ["IngestProgress", "IngestReport", "Work", "bulk_action", "check_index", "content_id", "ingest",
+           "load_embedder"]
+
+#: Hex characters of the content sha256 used as document id (128 bits: collisions are not a concern).
+CONTENT_ID_CHARS = 32
+#: Ids per existence / pipeline-error query.
+ID_QUERY_CHUNK = 1000
+#: Bulk statuses retried with backoff: the cluster is busy (429) or briefly unavailable.
+BULK_RETRY_STATUSES = (429, 502, 503, 504)
+
+
+def content_id(sha256_hex: str) -> str:
+    """The document id of an item without a source id: the first 32 hex chars of its content sha256."""
+    return sha256_hex[:CONTENT_ID_CHARS]
+
+
+@dataclass
+class Work:
+    """One item on its way through the pipeline."""
+
+    item: SourceItem
+    id: str | None
+    fetched: Fetched | None = None
+    width: int | None = None
+    height: int | None = None
+    id_from_content: bool = False
+
+
+@dataclass
+class IngestReport:
+    """The summary of a run. ``seen == indexed + skipped + failed`` always holds.
+
+    ``interrupted`` is true after Ctrl-C; ``error`` holds the error that stopped the run (a lost
+    cluster); in both cases what was acknowledged stays indexed and ``--resume`` finishes the rest.
+    """
+
+    seen: int
+    indexed: int
+    skipped: int
+    failed: int
+    failures_file: str | None
+    seconds: float
+    skipped_reasons: dict[str, int] = field(default_factory=dict)
+    failed_reasons: dict[str, int] = field(default_factory=dict)
+    skipped_examples: list[dict[str, str]] = field(default_factory=list)
+    """The first few skipped items of each reason: ``{"id", "position", "reason"}``."""
+    ignored_files: int = 0
+    interrupted: bool = False
+    error: ToolkitError | None = None
+
+    @property
+    def images_per_second(self) -> float:
+        return round(self.indexed / self.seconds, 2) if self.seconds > 0 else 0.0
+
+    @property
+    def complete(self) -> bool:
+        return not self.interrupted and self.error is None
+
+    def as_json(self) -> dict[str, Any]:
+        """The ``--json`` summary (stable keys, see docs/ingest.md)."""
+        return {
+            "seen": self.seen, "indexed": self.indexed, "skipped": self.skipped, "failed": self.failed,
+            "failures_file": self.failures_file, "seconds": round(self.seconds, 3),
+            "images_per_second": self.images_per_second,
+            "skipped_reasons": dict(self.skipped_reasons), "failed_reasons": dict(self.failed_reasons),
+            "ignored_files": self.ignored_files, "complete": self.complete,
+            "error": self.error.message if self.error else ("interrupted" if self.interrupted else None),
+        }
+
+
+# --------------------------------------------------------------------------------------------- checks
+
+def _walk_field(properties: dict[str, Any], dotted: str) -> dict[str, Any] | None:
+    node: dict[str, Any] | None = None
+    props = properties
+    for part in dotted.split("."):
+        node = props.get(part)
+        if not isinstance(node, dict):
+            return None
+        props = node.get("properties", {})
+    return node
+
+
+def mapping_request(settings: Settings) -> Request:
+    """``GET <alias>/_mapping``."""
+    return Request("GET", f"{path(settings.index.alias)}/_mapping")
+
+
+def check_index(client: Elasticsearch, settings: Settings) -> int:
+    """The ``dims`` of the image vector field in the index behind the alias.
+
+    Raises:
+        NotFound: the alias/index does not exist (hint: ``toolkit setup``).
+        DimsMismatch: the field is missing or is not a ``dense_vector``.
+
+    Example:
+        >>> check_index(client, settings)
+        512
+    """
+    alias, fieldname = settings.index.alias, settings.fields.image_vector
+    try:
+        body = send(client, mapping_request(settings), doing=f"reading the mapping of {alias}")
+    except NotFound as exc:
+        raise NotFound(f"index '{alias}' does not exist", what="index", name=alias,
+                       hint="run `toolkit setup` first (or pass the right --index)") from exc
+    for index_name, entry in sorted(body.items()):
+        props = (entry.get("mappings") or {}).get("properties") or {}
+        node = _walk_field(props, fieldname)
+        if node is None or node.get("type") != "dense_vector" or "dims" not in node:
+            raise DimsMismatch(
+                f"index '{index_name}' has no dense_vector field '{fieldname}' with dims",
+                hint="run `toolkit setup` for this alias, or set fields.image_vector to the vector field")
+        return int(node["dims"])
+    raise NotFound(f"index '{alias}' does not exist", what="index", name=alias,
+                   hint="run `toolkit setup` first (or pass the right --index)")
+
+
+def _check_dims(model_dims: int, index_dims: int, settings: Settings, model: str) -> None:
+    if model_dims != index_dims:
+        raise DimsMismatch(
+            f"image model '{model}' outputs {model_dims} dims but '{settings.index.alias}' field "
+            f"'{settings.fields.image_vector}' has dims {index_dims}",
+            hint=f"use an image model with {index_dims} dims (--image-model), or recreate the index for "
+                 f"{model_dims} dims: set index.image_dims: {model_dims} and use a new --index with "
+                 "`toolkit setup`")
+
+
+def load_embedder(settings: Settings) -> ImageEmbedder:
+    """The configured CLIP image embedder (``settings.image_model``), torch threads set for ingest."""
+    from toolkit.images.embedder import ClipImageEmbedder, default_num_threads
+
+    im = settings.image_model
+    return ClipImageEmbedder(im.name, device=im.device, precision=im.precision, batch_size=im.batch_size,
+                             num_threads=default_num_threads(_decode_workers(settings)))
+
+
+def _decode_workers(settings: Settings) -> int:
+    configured = settings.image_model.decode_workers
+    # One decode thread per 2 cores: the model needs the rest (draft decoding is cheap).
+    return configured or max(1, (os.cpu_count() or 2) // 2)
+
+
+# ------------------------------------------------------------------------------------------ requests
+
+def existing_ids_request(alias: str, ids: list[str]) -> Request:
+    """Which of ``ids`` are indexed without a pipeline error (those are done; others are redone)."""
+    return Request("POST", f"{path(alias)}/_search", body={
+        "size": len(ids),
+        "_source": False,
+        "query": {"bool": {"filter": [{"ids": {"values": ids}}],
+                           "must_not": [{"exists": {"field": "ingest_error.message"}}]}},
+    })
+
+
+def pipeline_errors_request(alias: str, ids: list[str], settings: Settings) -> Request:
+    """Documents among ``ids`` on which the ingest pipeline's on-failure handler set ``ingest_error``."""
+    f = settings.fields
+    return Request("POST", f"{path(alias)}/_search", body={
+        "size": len(ids),
+        "_source": [f.path, f.url, f.caption, f.label, f.relation_id, f.metadata, "ingest_error"],
+        "query": {"bool": {"filter": [{"ids": {"values": ids}},
+                                      {"exists": {"field": "ingest_error.message"}}]}},
+    })
+
+
+def bulk_action(work: Work, vector: np.ndarray, *, settings: Settings, model: str,
+                ingested_at: str) -> dict[str, Any]:
+    """The bulk ``index`` action for one embedded item, written through the alias (default pipeline).
+
+    Example:
+        >>> bulk_action(work, vector, settings=s, model="clip-ViT-B-32", ingested_at="2025-01-01T00:00:00Z")
+        {'_op_type': 'index', '_index': 'images', '_id': '3f2a...', '_source': {...}}
+    """
+    f, item = settings.fields, work.item
+    assert work.fetched is not None and work.id is not None
+    body: dict[str, Any] = {f.image_vector: [float(x) for x in vector]}
+    if item.caption:
+        body[f.caption] = item.caption
+    if item.is_url:
+        body[f.url] = item.location
+    else:
+        body[f.path] = item.location
+    if item.label:
+        body[f.label] = item.label
+    if item.relation_id:
+        body[f.relation_id] = item.relation_id
+    if item.metadata:
+        body[f.metadata] = dict(item.metadata)
+    body["content_sha256"] = work.fetched.sha256
+    if work.width and work.height:
+        body["width"], body["height"] = work.width, work.height
+    body["image_model"] = model
+    body["ingested_at"] = ingested_at
+    return {"_op_type": "index", "_index": settings.index.alias, "_id": work.id, "_source": body}
+
+
+def _bulk_reason(info: dict[str, Any]) -> str:
+    error = info.get("error")
+    status = info.get("status")
+    if isinstance(error, dict):
+        text = f"{error.get('type', 'error')}: {error.get('reason', '')}"
+        cause = error.get("caused_by")
+        if isinstance(cause, dict) and cause.get("reason"):
+            text += f" (caused by {cause.get('type', '')}: {cause['reason']})"
+    else:
+        text = str(error)
+    return f"rejected by the cluster ({status}): {text}"
+
+
+def _image_size(source: bytes | Path) -> tuple[int | None, int | None]:
+    """(width, height) as displayed (EXIF orientation applied), from the header only; None if unknown."""
+    import io
+
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as image:
+            width, height = image.size
+            try:
+                orientation = image.getexif().get(0x0112, 1)
+            except Exception:
+                orientation = 1
+    except Exception:  # decode reports the real problem with its own reason
+        return None, None
+    return (height, width) if orientation in (5, 6, 7, 8) else (width, height)
+
+
+# -------------------------------------------------------------------------------------------- the run
+
+class _Run:
+    """The state of one run: the ledger, ids seen, actions waiting for the cluster's answer."""
+
+    def __init__(self, client: Elasticsearch, settings: Settings, ledger: Ledger, *, resume: bool) -> None:
+        self.client, self.settings, self.ledger, self.resume = client, settings, ledger, resume
+        self.alias = settings.index.alias
+        self.first_seen: dict[str, str] = {}
+        self.pending: dict[str, Work] = {}
+        self.indexed_ids: list[str] = []
+
+    # -- stage helpers
+    def is_duplicate(self, work: Work) -> bool:
+        assert work.id is not None
+        first = self.first_seen.get(work.id)
+        if first is not None:
+            self.ledger.record_skipped(SKIP_DUPLICATE, doc_id=work.id, position=work.item.position,
+                                       detail=f"{SKIP_DUPLICATE} (first seen at {first})")
+            return True
+        self.first_seen[work.id] = work.item.position or work.item.location
+        return False
+
+    def known_ids(self, items: Iterable[SourceItem]) -> Iterator[Work]:
+        for item in items:
+            work = Work(item=item, id=item.id)
+            if work.id is not None and self.is_duplicate(work):
+                continue
+            yield work
+
+    def drop_existing(self, works: Iterable[Work], check: Callable[[Work], bool]) -> Iterator[Work]:
+        """With ``resume``, skip works whose id is already indexed (checked in chunks, order kept)."""
+        if not self.resume:
+            yield from works
+            return
+        batch: list[Work] = []
+
+        def flush() -> Iterator[Work]:
+            ids = [w.id for w in batch if check(w) and w.id is not None]
+            present: set[str] = set()
+            if ids:
+                body = send(self.client, existing_ids_request(self.alias, ids),
+                            doing="checking which items are already indexed (--resume)")
+                present = {hit["_id"] for hit in body.get("hits", {}).get("hits", [])}
+            for w in batch:
+                if check(w) and w.id in present:
+                    self.ledger.record_skipped(SKIP_ALREADY, doc_id=w.id, position=w.item.position,
+                                               detail=f"{SKIP_ALREADY} (--resume)")
+                else:
+                    yield w
+
+        for work in works:
+            batch.append(work)
+            if len(batch) >= ID_QUERY_CHUNK:
+                yield from flush()
+                batch = []
+        if batch:
+            yield from flush()
+
+    def fetched(self, works: Iterable[Work]) -> Iterator[Work]:
+        ing = self.settings.ingest
+
+        def get(work: Work) -> tuple[Fetched, int | None, int | None]:
+            got = fetch(work.item.location, timeout=ing.download_timeout, retries=ing.download_retries,
+                        max_bytes=ing.max_download_bytes)
+            return (got, *_image_size(got.source))
+
+        for work, result in ordered_map(get, works, workers=ing.download_workers):
+            if isinstance(result, FetchError):
+                self.ledger.record_failed(work.item, doc_id=work.id, stage=result.stage, reason=result.reason)
+                continue
+            if isinstance(result, BaseException):
+                self.ledger.record_failed(work.item, doc_id=work.id, stage="read",
+                                          reason=f"{type(result).__name__}: {result}")
+                continue
+            work.fetched, work.width, work.height = result
+            if work.id is None:
+                work.id = content_id(work.fetched.sha256)
+                work.id_from_content = True
+                if self.is_duplicate(work):
+                    continue
+            yield work
+
+    def actions(self, results: Iterable[tuple[Work, np.ndarray | ImageError]], *, model: str,
+                ingested_at: str) -> Iterator[dict[str, Any]]:
+        for work, result in results:
+            if isinstance(result, ImageError):
+                self.ledger.record_failed(work.item, doc_id=work.id, stage="decode", reason=result.reason)
+                continue
+            assert work.id is not None
+            self.pending[work.id] = work
+            yield bulk_action(work, result, settings=self.settings, model=model, ingested_at=ingested_at)
+
+    def outcome(self, ok: bool, info: dict[str, Any]) -> None:
+        _, detail = next(iter(info.items()))
+        work = self.pending.pop(str(detail.get("_id")), None)
+        if work is None:  # not ours (cannot happen with our actions); never count twice
+            return
+        if ok:
+            self.indexed_ids.append(str(work.id))
+            self.ledger.record_indexed()
+        else:
+            self.ledger.record_failed(work.item, doc_id=work.id, stage="index", reason=_bulk_reason(detail))
+
+    def fail_pending(self, why: str) -> None:
+        """Items sent but without an answer when the run stopped: failed (they may be indexed)."""
+        for work in list(self.pending.values()):
+            self.ledger.record_failed(work.item, doc_id=work.id, stage="index",
+                                      reason=f"no answer from the cluster before the run stopped ({why}); "
+                                             "it may be indexed: --resume checks")
+        self.pending.clear()
+
+    def pipeline_errors(self) -> None:
+        """Count as failed this run's documents the pipeline's on-failure handler marked."""
+        if not self.indexed_ids:
+            return
+        f = self.settings.fields
+        send(self.client, Request("POST", f"{path(self.alias)}/_refresh"), doing="refreshing the index")
+        for start in range(0, len(self.indexed_ids), ID_QUERY_CHUNK):
+            ids = self.indexed_ids[start:start + ID_QUERY_CHUNK]
+            body = send(self.client, pipeline_errors_request(self.alias, ids, self.settings),
+                        doing="looking for ingest pipeline errors")
+            for hit in body.get("hits", {}).get("hits", []):
+                src = hit.get("_source") or {}
+                error = src.get("ingest_error") or {}
+                message = error.get("message") if isinstance(error, dict) else str(error)
+                metadata = src.get(f.metadata) or {}
+                item = SourceItem(
+                    location=str(src.get(f.path) or src.get(f.url) or ""), id=hit["_id"],
+                    caption=src.get(f.caption), label=src.get(f.label), relation_id=src.get(f.relation_id),
+                    metadata=string_dict(metadata),
+                    position=self.first_seen.get(hit["_id"], ""))
+                self.ledger.reclassify_indexed_as_failed(
+                    item, doc_id=hit["_id"], stage="pipeline",
+                    reason="ingest pipeline error (document indexed without its caption embedding): "
+                           f"{message}")
+
+
+def ingest(
+    client: Elasticsearch,
+    settings: Settings,
+    *,
+    source: Iterable[SourceItem],
+    embedder: ImageEmbedder | None = None,
+    resume: bool = False,
+    failures_file: Path | None = None,
+    on_progress: Callable[[IngestProgress], None] | None = None,
+) -> IngestReport:
+    """Embed and index every item of ``source``; every item ends indexed, skipped or failed.
+
+    Args:
+        client: the Elasticsearch client (``toolkit.cluster.make_client``).
+        settings: ``index.alias`` (written through), ``fields``, ``ingest`` (bulk and download limits),
+            ``image_model`` (used when ``embedder`` is None).
+        source: :class:`~toolkit.images.sources.SourceItem` s, e.g. ``open_source("photos/")``.
+        embedder: an ``ImageEmbedder``; default: the configured CLIP model, loaded after the index check.
+        resume: skip items whose id is already indexed (without a pipeline error), without embedding.
+        failures_file: where failed items go (JSONL); default ``toolkit-failures-<timestamp>.jsonl`` in
+            the working directory, created only when something fails.
+        on_progress: called with the counts after every item's outcome (may raise KeyboardInterrupt).
+
+    Returns: the :class:`IngestReport`. A lost cluster does not raise: ``report.error`` holds it
+        (the caller decides the exit code); Ctrl-C sets ``report.interrupted``.
+
+    Raises:
+        NotFound: the index does not exist (``toolkit setup``). DimsMismatch: the model's dims differ
+        from the index mapping's. ValidationError: a source that cannot be read.
+
+    Example:
+        >>> report = ingest(client, settings, source=open_source("reverse_image_search.csv"))
+        >>> report.seen == report.indexed + report.skipped + report.failed
+        True
+    """
+    from elasticsearch.helpers import streaming_bulk
+
+    from toolkit.images.embedder import embed_paths
+
+    index_dims = check_index(client, settings)
+    model = settings.image_model.name
+    if embedder is None:
+        from toolkit.modelinfo import output_dims
+
+        try:
+            early = output_dims(model)
+        except ToolkitError:
+            early = None  # unreadable without loading it: checked below once loaded
+        if early is not None:
+            _check_dims(early, index_dims, settings, model)
+        embedder = load_embedder(settings)
+    model = str(getattr(embedder, "model_name", model))
+    _check_dims(int(embedder.dims), index_dims, settings, model)
+
+    ledger = Ledger(failures_path=failures_file or default_failures_path(), on_progress=on_progress)
+    run = _Run(client, settings, ledger, resume=resume)
+    ingested_at = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    ing = settings.ingest
+    interrupted = False
+    error: ToolkitError | None = None
+    stages: list[Any] = []
+    try:
+        if resume:
+            # One refresh makes every earlier run's documents visible to the id checks below.
+            send(client, Request("POST", f"{path(settings.index.alias)}/_refresh"),
+                 doing="refreshing the index")
+        works = run.known_ids(source)
+        works = run.drop_existing(works, lambda w: not w.id_from_content and w.id is not None)
+        works = run.fetched(works)
+        works = run.drop_existing(works, lambda w: w.id_from_content)
+        embedded = embed_paths(works, embedder, workers=_decode_workers(settings),
+                               source=lambda w: w.fetched.source,  # type: ignore[union-attr]
+                               max_pixels=ing.max_image_pixels)
+        actions = run.actions(embedded, model=model, ingested_at=ingested_at)
+        stages = [actions, embedded, works]
+        with mapped("indexing (bulk)"):
+            for ok, info in streaming_bulk(
+                client, actions, chunk_size=ing.chunk_size, max_chunk_bytes=ing.max_chunk_bytes,
+                max_retries=ing.max_retries, initial_backoff=ing.initial_backoff,
+                max_backoff=ing.max_backoff, retry_on_status=BULK_RETRY_STATUSES,
+                raise_on_error=False, raise_on_exception=False,
+            ):
+                run.outcome(ok, info)
+        run.pipeline_errors()
+    except KeyboardInterrupt:
+        interrupted = True
+        ledger.on_progress = None  # the callback that raised must not run again while we clean up
+        run.fail_pending("interrupted")
+    except ToolkitError as exc:
+        if not ledger.seen and not run.pending:
+            raise  # nothing happened yet: a plain error (bad source, cluster down from the start)
+        error = exc
+        ledger.on_progress = None
+        run.fail_pending(exc.message)
+    finally:
+        # Stop the stages now (decode and download threads), not whenever they are collected.
+        for stage in stages:
+            stage.close()
+        ledger.close()
+    return IngestReport(
+        seen=ledger.seen, indexed=ledger.indexed, skipped=ledger.skipped, failed=ledger.failed,
+        failures_file=str(ledger.failures_file) if ledger.failures_file else None,
+        seconds=ledger.progress().seconds,
+        skipped_reasons=dict(ledger.skipped_reasons), failed_reasons=dict(ledger.failed_reasons),
+        skipped_examples=list(ledger.skipped_examples),
+        ignored_files=int(getattr(source, "ignored_files", 0)),
+        interrupted=interrupted, error=error,
+    )

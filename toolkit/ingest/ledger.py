@@ -1,0 +1,140 @@
+"""Every item's outcome: counts, the progress callback, and the failures file (JSONL).
+
+The ledger is the one place outcomes are recorded, so the summary always adds up:
+``seen == indexed + skipped + failed``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import IO, Any
+
+from toolkit.images.sources import SourceItem
+
+#: Failure stages, in pipeline order (the ``stage`` of a failures record).
+STAGES = ("source", "read", "download", "decode", "index", "pipeline")
+SKIP_ALREADY = "already indexed"
+SKIP_DUPLICATE = "duplicate id in the source"
+#: Skipped items kept as examples per reason (the counts cover all of them).
+MAX_EXAMPLES = 10
+
+
+@dataclass(frozen=True)
+class IngestProgress:
+    """Counts so far, passed to the progress callback after every outcome."""
+
+    seen: int
+    indexed: int
+    skipped: int
+    failed: int
+    seconds: float
+
+    @property
+    def images_per_second(self) -> float:
+        return self.indexed / self.seconds if self.seconds > 0 else 0.0
+
+
+def default_failures_path(cwd: Path | None = None) -> Path:
+    """``toolkit-failures-<YYYYmmdd-HHMMSS>.jsonl`` in ``cwd``, made unique if it exists."""
+    folder = cwd or Path.cwd()
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    candidate = folder / f"toolkit-failures-{stamp}.jsonl"
+    n = 1
+    while candidate.exists():
+        n += 1
+        candidate = folder / f"toolkit-failures-{stamp}-{n}.jsonl"
+    return candidate
+
+
+def failure_record(item: SourceItem, *, doc_id: str | None, stage: str, reason: str) -> dict[str, Any]:
+    """One line of the failures file: enough to retry the item (``--retry-failures``)."""
+    return {
+        "id": doc_id if doc_id is not None else item.id,
+        "location": item.location,
+        "stage": stage,
+        "reason": reason,
+        "position": item.position,
+        "caption": item.caption,
+        "label": item.label,
+        "relation_id": item.relation_id,
+        "metadata": dict(item.metadata),
+    }
+
+
+@dataclass
+class Ledger:
+    """Counts outcomes, writes failures as they happen (flushed per line), calls ``on_progress``.
+
+    The failures file is created at the first failure only; ``failures_file`` stays ``None`` when
+    nothing failed.
+    """
+
+    failures_path: Path
+    on_progress: Callable[[IngestProgress], None] | None = None
+    indexed: int = 0
+    skipped: int = 0
+    failed: int = 0
+    skipped_reasons: Counter[str] = field(default_factory=Counter)
+    skipped_examples: list[dict[str, str]] = field(default_factory=list)
+    failed_reasons: Counter[str] = field(default_factory=Counter)
+    started: float = field(default_factory=time.monotonic)
+    failures_file: Path | None = None
+    _fh: IO[str] | None = None
+
+    @property
+    def seen(self) -> int:
+        return self.indexed + self.skipped + self.failed
+
+    def progress(self) -> IngestProgress:
+        return IngestProgress(self.seen, self.indexed, self.skipped, self.failed,
+                              time.monotonic() - self.started)
+
+    def _tick(self) -> None:
+        if self.on_progress is not None:
+            self.on_progress(self.progress())
+
+    def record_indexed(self) -> None:
+        self.indexed += 1
+        self._tick()
+
+    def record_skipped(self, reason: str, *, doc_id: str | None = None, position: str = "",
+                       detail: str | None = None) -> None:
+        self.skipped += 1
+        self.skipped_reasons[reason] += 1
+        if self.skipped_reasons[reason] <= MAX_EXAMPLES:
+            self.skipped_examples.append({"id": doc_id or "", "position": position,
+                                          "reason": detail or reason})
+        self._tick()
+
+    def record_failed(self, item: SourceItem, *, doc_id: str | None, stage: str, reason: str) -> None:
+        self.failed += 1
+        self.failed_reasons[stage] += 1
+        self._write(failure_record(item, doc_id=doc_id, stage=stage, reason=reason))
+        self._tick()
+
+    def reclassify_indexed_as_failed(self, item: SourceItem, *, doc_id: str, stage: str, reason: str) -> None:
+        """An item counted as indexed turned out to have failed (a pipeline error found afterwards)."""
+        self.indexed -= 1
+        self.failed += 1
+        self.failed_reasons[stage] += 1
+        self._write(failure_record(item, doc_id=doc_id, stage=stage, reason=reason))
+
+    def _write(self, record: dict[str, Any]) -> None:
+        if self._fh is None:
+            self.failures_path.parent.mkdir(parents=True, exist_ok=True)
+            self._fh = open(self.failures_path, "w", encoding="utf-8")  # noqa: SIM115 - closed in close()
+            self.failures_file = self.failures_path
+        self._fh.write(json.dumps(record, ensure_ascii=False) + "\n")
+        # Flushed per line: a crash or Ctrl-C keeps every failure recorded so far.
+        self._fh.flush()
+
+    def close(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
