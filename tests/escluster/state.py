@@ -401,7 +401,7 @@ class Cluster:
         except ImportError:
             return None
         return MLStore(license_type=lambda: self.license_type, ml_nodes=lambda: self.ml_nodes,
-                       ml_memory_bytes=lambda: self.ml_memory_bytes)
+                       ml_memory_bytes=lambda: self.ml_memory_bytes, version=self.version)
 
     # ---------------------------------------------------------------------------------------- helpers
     @property

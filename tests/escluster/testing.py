@@ -87,3 +87,60 @@ def running_cluster(*, license: str = "trial", api_key: str | None = None, versi
         yield handle
     finally:
         handle.stop()
+
+
+@dataclass
+class Reply:
+    """A raw HTTP reply: ``status``, ``headers`` (lower-case names), ``body`` (parsed JSON or None), ``raw``."""
+
+    status: int
+    headers: dict[str, str]
+    body: Any
+    raw: bytes
+
+
+def call(url: str, method: str, path: str, body: Any = None, *, headers: dict[str, str] | None = None,
+         ndjson: bool = False, timeout: float = 30.0) -> Reply:
+    """Send one request without any client library (to check the wire protocol exactly).
+
+    Args:
+        url: the cluster URL (``handle.url``).
+        method: HTTP method.
+        path: path with query string, e.g. ``"/idx/_doc/1?refresh=true"``.
+        body: a dict/list (sent as JSON), a ``str``/``bytes`` (sent as is) or None.
+        headers: extra headers; ``Content-Type`` defaults to JSON (NDJSON with ``ndjson=True``).
+
+    Example::
+
+        r = call(es.url, "PUT", "/idx", {"mappings": {}})
+        assert r.status == 200 and r.body["acknowledged"]
+    """
+    import http.client
+    import json
+    from urllib.parse import urlsplit
+
+    split = urlsplit(url)
+    conn = http.client.HTTPConnection(split.hostname, split.port, timeout=timeout)
+    send_headers = dict(headers or {})
+    payload: bytes | None = None
+    if body is not None:
+        if isinstance(body, bytes):
+            payload = body
+        elif isinstance(body, str):
+            payload = body.encode()
+        else:
+            payload = json.dumps(body).encode()
+        send_headers.setdefault("Content-Type", "application/x-ndjson" if ndjson else "application/json")
+    try:
+        conn.request(method, path, body=payload, headers=send_headers)
+        resp = conn.getresponse()
+        raw = resp.read()
+        parsed = None
+        if raw:
+            try:
+                parsed = json.loads(raw)
+            except ValueError:
+                parsed = None
+        return Reply(resp.status, {k.lower(): v for k, v in resp.getheaders()}, parsed, raw)
+    finally:
+        conn.close()
