@@ -984,7 +984,8 @@ def search(indices: list[Any], body: dict | None, params: dict[str, str], *, lic
     _raise_if_all_failed(searcher)
     sorted_by_field = bool(sort) and not all(k.field == "_score" for k in sort)
     page = hits[req.from_:req.from_ + req.size]
-    show_scores = not sorted_by_field or req.track_scores
+    # A sort containing _score fills each hit's _score from its sort value, as ES does.
+    show_scores = not sorted_by_field or req.track_scores or any(k.field == "_score" for k in sort or [])
     max_score = max((h.score for h in hits), default=None) if show_scores and req.size > 0 else None
     response_hits = [_render_hit(h, req, show_scores) for h in page]
     hits_obj: dict[str, Any] = {}
