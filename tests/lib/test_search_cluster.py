@@ -111,8 +111,8 @@ def test_filters_apply_before_the_vector_search(text_env):
     result = s.search(settings=settings, text=QUERY, client=client,
                       options=s.SearchOptions(k=2, num_candidates=2, filters=("label=cat",))).result
     assert ids(result) == ["d4", "d5"]
-    result = s.search(settings=settings, text=QUERY, client=client,
-                      options=s.SearchOptions(k=6, filters=("label=cat", "label=dog", "relation_id=r3"))).result
+    options = s.SearchOptions(k=6, filters=("label=cat", "label=dog", "relation_id=r3"))
+    result = s.search(settings=settings, text=QUERY, client=client, options=options).result
     assert ids(result) == ["d5", "d6"]
 
 
