@@ -53,11 +53,23 @@ MAX_QUEUE_CAPACITY = 100_000
 ID_PATTERN = re.compile(r"[a-z0-9](?:[a-z0-9_\-.]*[a-z0-9])?")
 ID_LENGTH_LIMIT = 64
 NLP_TASKS = {
-    "text_embedding", "pass_through", "fill_mask", "ner", "text_classification", "zero_shot_classification",
-    "question_answering", "text_expansion", "text_similarity",
+    "text_embedding",
+    "pass_through",
+    "fill_mask",
+    "ner",
+    "text_classification",
+    "zero_shot_classification",
+    "question_answering",
+    "text_expansion",
+    "text_similarity",
 }
-TOKENIZATION_DEFAULTS = {"do_lower_case": False, "with_special_tokens": True, "max_sequence_length": 512,
-                         "truncate": "first", "span": -1}
+TOKENIZATION_DEFAULTS = {
+    "do_lower_case": False,
+    "with_special_tokens": True,
+    "max_sequence_length": 512,
+    "truncate": "first",
+    "span": -1,
+}
 DEFAULT_INPUT_FIELD = "input"  # ES's default when a PyTorch config names no input field
 LANG_IDENT = "lang_ident_model_1"
 NODE_ID = "escluster-node-0"
@@ -89,8 +101,11 @@ def _bool_param(params: dict[str, str], name: str, default: bool) -> bool:
         return True
     if value == "false":
         return False
-    raise ESError(400, "illegal_argument_exception",
-                  f"Failed to parse value [{value}] as only [true] or [false] are allowed.")
+    raise ESError(
+        400,
+        "illegal_argument_exception",
+        f"Failed to parse value [{value}] as only [true] or [false] are allowed.",
+    )
 
 
 def _int_param(params: dict[str, str], name: str) -> int | None:
@@ -100,8 +115,9 @@ def _int_param(params: dict[str, str], name: str) -> int | None:
     try:
         return int(value)
     except ValueError:
-        raise ESError(400, "illegal_argument_exception",
-                      f"Failed to parse int parameter [{name}] with value [{value}]") from None
+        raise ESError(
+            400, "illegal_argument_exception", f"Failed to parse int parameter [{name}] with value [{value}]"
+        ) from None
 
 
 def _mb(num_bytes: int) -> str:
@@ -245,9 +261,13 @@ class MLStore:
     @staticmethod
     def _no_handler(method: str, parts: list[str]) -> ESError:
         path = "/_ml/" + "/".join(parts)
-        return ESError(400, "illegal_argument_exception",
-                       f"request [{path}] contains unrecognized method [{method}]" if parts else
-                       f"no handler found for uri [{path}] and method [{method}]")
+        return ESError(
+            400,
+            "illegal_argument_exception",
+            f"request [{path}] contains unrecognized method [{method}]"
+            if parts
+            else f"no handler found for uri [{path}] and method [{method}]",
+        )
 
     def _check_license(self) -> None:
         if self._license_type() not in PAID_LICENSES:
@@ -271,12 +291,54 @@ class MLStore:
                     "categorization_analyzer": {
                         "char_filter": ["first_line_with_letters"],
                         "tokenizer": "ml_standard",
-                        "filter": [{"type": "stop", "stopwords": [
-                            "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday",
-                            "Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun", "January", "February", "March",
-                            "April", "May", "June", "July", "August", "September", "October", "November",
-                            "December", "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct",
-                            "Nov", "Dec", "GMT", "UTC"]}, {"type": "limit", "max_token_count": "100"}],
+                        "filter": [
+                            {
+                                "type": "stop",
+                                "stopwords": [
+                                    "Monday",
+                                    "Tuesday",
+                                    "Wednesday",
+                                    "Thursday",
+                                    "Friday",
+                                    "Saturday",
+                                    "Sunday",
+                                    "Mon",
+                                    "Tue",
+                                    "Wed",
+                                    "Thu",
+                                    "Fri",
+                                    "Sat",
+                                    "Sun",
+                                    "January",
+                                    "February",
+                                    "March",
+                                    "April",
+                                    "May",
+                                    "June",
+                                    "July",
+                                    "August",
+                                    "September",
+                                    "October",
+                                    "November",
+                                    "December",
+                                    "Jan",
+                                    "Feb",
+                                    "Mar",
+                                    "Apr",
+                                    "May",
+                                    "Jun",
+                                    "Jul",
+                                    "Aug",
+                                    "Sep",
+                                    "Oct",
+                                    "Nov",
+                                    "Dec",
+                                    "GMT",
+                                    "UTC",
+                                ],
+                            },
+                            {"type": "limit", "max_token_count": "100"},
+                        ],
                     },
                     "model_memory_limit": "1gb",
                     "categorization_examples_limit": 4,
@@ -304,10 +366,15 @@ class MLStore:
             "description": "Model used for identifying language from arbitrary input text.",
             "tags": ["lang_ident", "prepackaged"],
             "input": {"field_names": ["text"]},
-            "inference_config": {"classification": {"num_top_classes": 0, "top_classes_results_field": "top_classes",
-                                                    "results_field": "predicted_value",
-                                                    "num_top_feature_importance_values": 0,
-                                                    "prediction_field_type": "string"}},
+            "inference_config": {
+                "classification": {
+                    "num_top_classes": 0,
+                    "top_classes_results_field": "top_classes",
+                    "results_field": "predicted_value",
+                    "num_top_feature_importance_values": 0,
+                    "prediction_field_type": "string",
+                }
+            },
             "metadata": {},
         }
         return _Model(LANG_IDENT, config, fully_defined=True)
@@ -335,8 +402,11 @@ class MLStore:
             body["fully_defined"] = model.fully_defined or model.is_complete()
         if "definition" in include:
             if model.model_type == "pytorch":
-                raise ESError(400, "status_exception",
-                              f"[{model.model_id}] is type [pytorch] and does not support retrieving the definition")
+                raise ESError(
+                    400,
+                    "status_exception",
+                    f"[{model.model_id}] is type [pytorch] and does not support retrieving the definition",
+                )
             if "definition" in model.config:
                 body["definition"] = copy.deepcopy(model.config["definition"])
         elif model.model_type != "pytorch":
@@ -346,52 +416,85 @@ class MLStore:
     def _get_models(self, expression: str, params: dict[str, str]) -> dict[str, Any]:
         allow_no_match = _bool_param(params, "allow_no_match", True)
         include = {p.strip() for p in params.get("include", "").split(",") if p.strip()}
-        unknown = include - {"definition", "total_feature_importance", "feature_importance_baseline",
-                             "hyperparameters", "definition_status"}
+        unknown = include - {
+            "definition",
+            "total_feature_importance",
+            "feature_importance_baseline",
+            "hyperparameters",
+            "definition_status",
+        }
         if unknown:
-            raise ESError(400, "illegal_argument_exception",
-                          f"unknown [include] values {sorted(unknown)}")
+            raise ESError(400, "illegal_argument_exception", f"unknown [include] values {sorted(unknown)}")
         if "definition" in include and "definition_status" in include:
-            raise ESError(400, "illegal_argument_exception",
-                          "[definition] and [definition_status] cannot be used together")
+            raise ESError(
+                400,
+                "illegal_argument_exception",
+                "[definition] and [definition_status] cannot be used together",
+            )
         models = self._resolve_models(expression, allow_no_match)
         start = _int_param(params, "from") or 0
         size = _int_param(params, "size")
-        page = models[start: start + size if size is not None else None]
+        page = models[start : start + size if size is not None else None]
         return {"count": len(models), "trained_model_configs": [self._model_json(m, include) for m in page]}
 
     def _put_model(self, model_id: str, params: dict[str, str], body: Any) -> dict[str, Any]:
         self._check_license()
         if not isinstance(body, dict):
             raise ESError(400, "parse_exception", "request body is required")
-        allowed = {"model_id", "description", "model_type", "input", "inference_config", "metadata", "tags",
-                   "definition", "compressed_definition", "location", "estimated_heap_memory_usage_bytes",
-                   "estimated_inference_operations", "model_size_bytes", "platform_architecture",
-                   "prefix_strings", "default_field_map"}
+        allowed = {
+            "model_id",
+            "description",
+            "model_type",
+            "input",
+            "inference_config",
+            "metadata",
+            "tags",
+            "definition",
+            "compressed_definition",
+            "location",
+            "estimated_heap_memory_usage_bytes",
+            "estimated_inference_operations",
+            "model_size_bytes",
+            "platform_architecture",
+            "prefix_strings",
+            "default_field_map",
+        }
         for key in body:
             if key not in allowed:
-                raise ESError(400, "x_content_parse_exception",
-                              f"[1:2] [trained_model_config] unknown field [{key}]")
+                raise ESError(
+                    400, "x_content_parse_exception", f"[1:2] [trained_model_config] unknown field [{key}]"
+                )
         errors = []
         if body.get("model_id") not in (None, model_id):
-            errors.append(f"Inconsistent model_id; '{body['model_id']}' specified in the body differs from "
-                          f"'{model_id}' specified as a URL argument")
+            errors.append(
+                f"Inconsistent model_id; '{body['model_id']}' specified in the body differs from "
+                f"'{model_id}' specified as a URL argument"
+            )
         if not ID_PATTERN.fullmatch(model_id):
-            errors.append(f"Invalid model_id; '{model_id}' can contain lowercase alphanumeric (a-z and 0-9), "
-                          "hyphens or underscores; must start and end with alphanumeric")
+            errors.append(
+                f"Invalid model_id; '{model_id}' can contain lowercase alphanumeric (a-z and 0-9), "
+                "hyphens or underscores; must start and end with alphanumeric"
+            )
         if len(model_id) > ID_LENGTH_LIMIT:
-            errors.append(f"Invalid model_id; '{model_id}' cannot contain more than {ID_LENGTH_LIMIT} characters.")
+            errors.append(
+                f"Invalid model_id; '{model_id}' cannot contain more than {ID_LENGTH_LIMIT} characters."
+            )
         model_type = body.get("model_type")
         if model_type is None:
-            model_type = "tree_ensemble" if ("definition" in body or "compressed_definition" in body) else None
+            model_type = (
+                "tree_ensemble" if ("definition" in body or "compressed_definition" in body) else None
+            )
         if model_type not in (None, "pytorch", "tree_ensemble", "lang_ident"):
             raise ESError(400, "illegal_argument_exception", f"unknown model_type [{model_type}]")
         inference_config = body.get("inference_config")
         if inference_config is None:
             errors.append("[inference_config] must not be null.")
         elif not isinstance(inference_config, dict) or len(inference_config) != 1:
-            raise ESError(400, "x_content_parse_exception",
-                          "[inference_config] must contain exactly one inference configuration")
+            raise ESError(
+                400,
+                "x_content_parse_exception",
+                "[inference_config] must contain exactly one inference configuration",
+            )
         if model_type == "pytorch" and ("definition" in body or "compressed_definition" in body):
             errors.append("[definition] must not be set for a model of type [pytorch]")
         if model_type is None and not errors:
@@ -399,27 +502,39 @@ class MLStore:
         if errors:
             raise _validation_error(errors)
         if model_id in self._models:
-            raise ESError(400, "resource_already_exists_exception",
-                          f"Trained machine learning model [{model_id}] already exists")
+            raise ESError(
+                400,
+                "resource_already_exists_exception",
+                f"Trained machine learning model [{model_id}] already exists",
+            )
         if model_id in self._deployments:
-            raise ESError(400, "status_exception",
-                          f"Cannot create model [{model_id}] the id is the same as an current model deployment")
+            raise ESError(
+                400,
+                "status_exception",
+                f"Cannot create model [{model_id}] the id is the same as an current model deployment",
+            )
         assert isinstance(inference_config, dict)
         task, options = next(iter(inference_config.items()))
         options = copy.deepcopy(options) if isinstance(options, dict) else {}
         if model_type == "pytorch":
             if task not in NLP_TASKS:
-                raise ESError(400, "x_content_parse_exception",
-                              f"[1:2] [trained_model_config] failed to parse field [inference_config]: "
-                              f"unknown inference configuration [{task}] for a pytorch model")
+                raise ESError(
+                    400,
+                    "x_content_parse_exception",
+                    f"[1:2] [trained_model_config] failed to parse field [inference_config]: "
+                    f"unknown inference configuration [{task}] for a pytorch model",
+                )
             options["tokenization"] = self._tokenization_with_defaults(options.get("tokenization"))
             if task == "fill_mask":
                 kind = next(iter(options["tokenization"]))
                 expected = "<mask>" if kind in ("roberta", "xlm_roberta") else "[MASK]"
                 if options.get("mask_token", expected) != expected:
-                    raise ESError(400, "illegal_argument_exception",
-                                  f"IllegalArgumentException: Mask token requested was [{options['mask_token']}] "
-                                  f"but must be [{expected}] for this model")
+                    raise ESError(
+                        400,
+                        "illegal_argument_exception",
+                        f"IllegalArgumentException: Mask token requested was [{options['mask_token']}] "
+                        f"but must be [{expected}] for this model",
+                    )
                 options["mask_token"] = expected
             options["vocabulary"] = {"index": ".ml-inference-native-000002"}
         config: dict[str, Any] = {
@@ -456,7 +571,9 @@ class MLStore:
         if not tokenization:
             return {"bert": dict(TOKENIZATION_DEFAULTS)}
         if not isinstance(tokenization, dict) or len(tokenization) != 1:
-            raise ESError(400, "x_content_parse_exception", "[tokenization] must contain exactly one tokenizer")
+            raise ESError(
+                400, "x_content_parse_exception", "[tokenization] must contain exactly one tokenizer"
+            )
         kind, options = next(iter(tokenization.items()))
         if kind not in ("bert", "bert_ja", "mpnet", "roberta", "xlm_roberta", "deberta_v2"):
             raise ESError(400, "x_content_parse_exception", f"[1:2] unknown tokenization [{kind}]")
@@ -465,9 +582,13 @@ class MLStore:
             merged.pop("do_lower_case")
         merged.update(options or {})
         if merged.get("truncate") not in ("first", "second", "none", "balanced"):
-            raise ESError(400, "illegal_argument_exception", f"unknown truncate value [{merged.get('truncate')}]")
+            raise ESError(
+                400, "illegal_argument_exception", f"unknown truncate value [{merged.get('truncate')}]"
+            )
         if not isinstance(merged.get("max_sequence_length"), int) or merged["max_sequence_length"] < 1:
-            raise ESError(400, "illegal_argument_exception", "[max_sequence_length] must be a positive integer")
+            raise ESError(
+                400, "illegal_argument_exception", "[max_sequence_length] must be a positive integer"
+            )
         return {kind: merged}
 
     def _get_model(self, model_id: str) -> _Model:
@@ -485,8 +606,11 @@ class MLStore:
             raise ESError(400, "status_exception", f"Unable to delete model [{model_id}]")
         deployed = [d for d in self._deployments.values() if d.model_id == model_id]
         if deployed and not force:
-            raise _status(409, f"Cannot delete model [{model_id}] as it is currently deployed; "
-                               "use force to delete the model")
+            raise _status(
+                409,
+                f"Cannot delete model [{model_id}] as it is currently deployed; "
+                "use force to delete the model",
+            )
         for deployment in deployed:
             del self._deployments[deployment.deployment_id]
         del self._models[model.model_id]
@@ -497,14 +621,20 @@ class MLStore:
         try:
             part = int(part_text)
         except ValueError:
-            raise ESError(400, "illegal_argument_exception",
-                          f"Failed to parse int parameter [part] with value [{part_text}]") from None
+            raise ESError(
+                400,
+                "illegal_argument_exception",
+                f"Failed to parse int parameter [part] with value [{part_text}]",
+            ) from None
         if not isinstance(body, dict):
             raise ESError(400, "parse_exception", "request body is required")
         for key in body:
             if key not in ("definition", "total_definition_length", "total_parts"):
-                raise ESError(400, "x_content_parse_exception",
-                              f"[1:2] [put_trained_model_part_action] unknown field [{key}]")
+                raise ESError(
+                    400,
+                    "x_content_parse_exception",
+                    f"[1:2] [put_trained_model_part_action] unknown field [{key}]",
+                )
         definition = body.get("definition")
         total_length = body.get("total_definition_length", 0)
         total_parts = body.get("total_parts", 0)
@@ -512,8 +642,11 @@ class MLStore:
         if definition is None:
             errors.append("[definition] must not be null.")
         if not isinstance(total_length, int) or not isinstance(total_parts, int):
-            raise ESError(400, "x_content_parse_exception",
-                          "[1:2] [put_trained_model_part_action] failed to parse field [total_parts]")
+            raise ESError(
+                400,
+                "x_content_parse_exception",
+                "[1:2] [put_trained_model_part_action] failed to parse field [total_parts]",
+            )
         if part < 0:
             errors.append("[part] must be greater or equal to 0")
         if total_parts <= 0:
@@ -529,15 +662,22 @@ class MLStore:
         try:
             data = base64.b64decode(str(definition), validate=True)
         except (binascii.Error, ValueError):
-            raise ESError(400, "x_content_parse_exception",
-                          "[1:16] [put_trained_model_part_action] failed to parse field [definition]") from None
+            raise ESError(
+                400,
+                "x_content_parse_exception",
+                "[1:16] [put_trained_model_part_action] failed to parse field [definition]",
+            ) from None
         model = self._get_model(model_id)
         if model.model_type != "pytorch":
-            raise ESError(400, "status_exception",
-                          f"cannot put definition for model [{model_id}] as location is null")
+            raise ESError(
+                400, "status_exception", f"cannot put definition for model [{model_id}] as location is null"
+            )
         if part in model.parts:
-            raise ESError(400, "resource_already_exists_exception",
-                          f"Trained machine learning model definition [{model_id}] part [{part}] already exists")
+            raise ESError(
+                400,
+                "resource_already_exists_exception",
+                f"Trained machine learning model definition [{model_id}] part [{part}] already exists",
+            )
         model.parts[part] = data
         model.total_parts = total_parts
         model.total_definition_length = total_length
@@ -550,15 +690,21 @@ class MLStore:
             raise ESError(400, "parse_exception", "request body is required")
         for key in body:
             if key not in ("vocabulary", "merges", "scores"):
-                raise ESError(400, "x_content_parse_exception",
-                              f"[1:2] [put_trained_model_vocabulary_action] unknown field [{key}]")
+                raise ESError(
+                    400,
+                    "x_content_parse_exception",
+                    f"[1:2] [put_trained_model_vocabulary_action] unknown field [{key}]",
+                )
         vocabulary = body.get("vocabulary")
         if not isinstance(vocabulary, list) or not vocabulary:
             raise _validation_error(["[vocabulary] must not be empty"])
         model = self._get_model(model_id)
         if model.model_type != "pytorch":
-            raise ESError(400, "status_exception",
-                          f"cannot put vocabulary for model [{model_id}] as it is not a pytorch model")
+            raise ESError(
+                400,
+                "status_exception",
+                f"cannot put vocabulary for model [{model_id}] as it is not a pytorch model",
+            )
         model.vocabulary = {k: list(v) for k, v in body.items() if isinstance(v, list)}
         return {"acknowledged": True}
 
@@ -574,22 +720,38 @@ class MLStore:
         adaptive = None
         if isinstance(body, dict):
             for key in body:
-                if key not in ("adaptive_allocations", "number_of_allocations", "threads_per_allocation",
-                               "queue_capacity", "priority", "cache_size"):
-                    raise ESError(400, "x_content_parse_exception",
-                                  f"[1:2] [start_trained_model_deployment] unknown field [{key}]")
+                if key not in (
+                    "adaptive_allocations",
+                    "number_of_allocations",
+                    "threads_per_allocation",
+                    "queue_capacity",
+                    "priority",
+                    "cache_size",
+                ):
+                    raise ESError(
+                        400,
+                        "x_content_parse_exception",
+                        f"[1:2] [start_trained_model_deployment] unknown field [{key}]",
+                    )
             adaptive = body.get("adaptive_allocations")
             number = body.get("number_of_allocations", number)
             threads = body.get("threads_per_allocation", threads)
             queue = body.get("queue_capacity", queue)
             priority = body.get("priority", priority)
         if priority not in ("normal", "low"):
-            raise ESError(400, "illegal_argument_exception",
-                          f"No enum constant org.elasticsearch.xpack.core.ml.inference.assignment.Priority."
-                          f"{str(priority).upper()}")
+            raise ESError(
+                400,
+                "illegal_argument_exception",
+                f"No enum constant org.elasticsearch.xpack.core.ml.inference.assignment.Priority."
+                f"{str(priority).upper()}",
+            )
         if wait_for not in ("starting", "started", "fully_allocated"):
-            raise ESError(400, "illegal_argument_exception", f"unknown [wait_for] value [{wait_for}]; "
-                          "expected one of [starting, started, fully_allocated]")
+            raise ESError(
+                400,
+                "illegal_argument_exception",
+                f"unknown [wait_for] value [{wait_for}]; "
+                "expected one of [starting, started, fully_allocated]",
+            )
         errors = []
         adaptive_on = isinstance(adaptive, dict) and adaptive.get("enabled", False)
         if adaptive_on and number is not None:
@@ -615,8 +777,9 @@ class MLStore:
             if high is not None and high < 1:
                 errors.append("[max_number_of_allocations] must be a positive integer")
             if low is not None and high is not None and low > high:
-                errors.append("[max_number_of_allocations] must be greater than or equal to "
-                              "[min_number_of_allocations]")
+                errors.append(
+                    "[max_number_of_allocations] must be greater than or equal to [min_number_of_allocations]"
+                )
         elif adaptive is not None:
             raise ESError(400, "x_content_parse_exception", "[adaptive_allocations] must be an object")
         if errors:
@@ -624,26 +787,39 @@ class MLStore:
 
         model = self._get_model(model_id)
         if model.model_type != "pytorch":
-            raise ESError(400, "status_exception",
-                          f"model [{model_id}] of type [{model.model_type}] cannot be deployed. "
-                          "Only PyTorch models can be deployed")
+            raise ESError(
+                400,
+                "status_exception",
+                f"model [{model_id}] of type [{model.model_type}] cannot be deployed. "
+                "Only PyTorch models can be deployed",
+            )
         if deployment_id != model_id and deployment_id in self._models:
-            raise ESError(400, "status_exception",
-                          f"Deployment id [{deployment_id}] is the same as an another model which is not the model "
-                          "being deployed. Deployment id can be the same as the model being deployed but cannot "
-                          "match a different model")
+            raise ESError(
+                400,
+                "status_exception",
+                f"Deployment id [{deployment_id}] is the same as an another model which is not the model "
+                "being deployed. Deployment id can be the same as the model being deployed but cannot "
+                "match a different model",
+            )
         if not model.parts:
-            raise ESError(404, "resource_not_found_exception",
-                          f"Could not find trained model definition [{model_id}]")
+            raise ESError(
+                404, "resource_not_found_exception", f"Could not find trained model definition [{model_id}]"
+            )
         if not model.is_complete():
-            raise _status(400, f"Model definition truncated. Unable to deserialize trained model definition "
-                               f"[{model_id}]")
+            raise _status(
+                400,
+                f"Model definition truncated. Unable to deserialize trained model definition [{model_id}]",
+            )
         if model.vocabulary is None:
-            raise ESError(404, "resource_not_found_exception",
-                          f"Could not find trained model vocabulary [{model_id}]")
+            raise ESError(
+                404, "resource_not_found_exception", f"Could not find trained model vocabulary [{model_id}]"
+            )
         if deployment_id in self._deployments:
-            raise _status(400, f"Could not start model deployment because an existing deployment with the same "
-                               f"id [{deployment_id}] exist")
+            raise _status(
+                400,
+                f"Could not start model deployment because an existing deployment with the same "
+                f"id [{deployment_id}] exist",
+            )
 
         if priority == "low":
             number, threads = 1, 1
@@ -654,17 +830,15 @@ class MLStore:
         metadata = model.config.get("metadata") or {}
         per_deployment = int(metadata.get("per_deployment_memory_bytes") or 0)
         per_allocation = int(metadata.get("per_allocation_memory_bytes") or 0)
-        if per_deployment > 0 and per_allocation > 0:
-            required = MEMORY_OVERHEAD + per_deployment + per_allocation * number
-        else:
-            required = MEMORY_OVERHEAD + 2 * model.total_definition_length
+        required = _required_memory(model, number)
         if self._ml_nodes() <= 0:
             self._raise_no_capacity(model_id, "none")
-        if required > self._ml_memory_bytes():
+        available = self._ml_memory_bytes()
+        if required > available:
             self._raise_no_capacity(
                 model_id,
-                f"{{{NODE_NAME}}}{{{NODE_ID}}} This node has insufficient available memory. Available memory for "
-                f"ML [{self._ml_memory_bytes()} ({_mb(self._ml_memory_bytes())})], memory required by existing "
+                f"{{{NODE_NAME}}}{{{NODE_ID}}} This node has insufficient available memory. "
+                f"Available memory for ML [{available} ({_mb(available)})], memory required by existing "
                 f"jobs and models [0 (0b)], estimated memory required for this model [{required} "
                 f"({_mb(required)})].",
             )
@@ -673,11 +847,16 @@ class MLStore:
         if isinstance(body, dict) and body.get("cache_size") is not None:
             cache_size = str(body["cache_size"])
         deployment = _Deployment(
-            deployment_id=deployment_id, model_id=model_id, number_of_allocations=number,
-            threads_per_allocation=threads, queue_capacity=queue or 10_000, priority=priority,
+            deployment_id=deployment_id,
+            model_id=model_id,
+            number_of_allocations=number,
+            threads_per_allocation=threads,
+            queue_capacity=queue or 10_000,
+            priority=priority,
             cache_size=cache_size,
             adaptive=copy.deepcopy(adaptive) if isinstance(adaptive, dict) else None,
-            per_deployment_memory_bytes=per_deployment, per_allocation_memory_bytes=per_allocation,
+            per_deployment_memory_bytes=per_deployment,
+            per_allocation_memory_bytes=per_allocation,
             model_bytes=model.total_definition_length,
         )
         try:
@@ -686,8 +865,10 @@ class MLStore:
             deployment.state = "failed"
             deployment.reason = f"Failed to load model: {exc}".splitlines()[0]
             self._deployments[deployment_id] = deployment
-            raise _status(500, f"Could not start deployment because of failures on nodes: "
-                               f"[{NODE_ID}: {deployment.reason}]") from None
+            raise _status(
+                500,
+                f"Could not start deployment because of failures on nodes: [{NODE_ID}: {deployment.reason}]",
+            ) from None
         kind, options = next(iter(model.task()[1]["tokenization"].items()))
         deployment.tokenizer = WordPieceTokenizer(
             model.vocabulary["vocabulary"], do_lower_case=bool(options.get("do_lower_case", False)), kind=kind
@@ -696,10 +877,15 @@ class MLStore:
         return {"assignment": self._assignment(deployment)}
 
     def _raise_no_capacity(self, model_id: str, explanation: str) -> None:
-        detail = (f"Could not start deployment because no suitable nodes were found, allocation explanation "
-                  f"[{explanation}]")
-        raise _status(429, "Could not start deployment because no ML nodes with sufficient capacity were found",
-                      caused_by={"type": "illegal_state_exception", "reason": detail})
+        detail = (
+            f"Could not start deployment because no suitable nodes were found, allocation explanation "
+            f"[{explanation}]"
+        )
+        raise _status(
+            429,
+            "Could not start deployment because no ML nodes with sufficient capacity were found",
+            caused_by={"type": "illegal_state_exception", "reason": detail},
+        )
 
     def _assignment(self, d: _Deployment) -> dict[str, Any]:
         params: dict[str, Any] = {
@@ -717,14 +903,17 @@ class MLStore:
             params["cache_size"] = d.cache_size
         out: dict[str, Any] = {
             "task_parameters": params,
-            "routing_table": {NODE_ID: {
-                "current_allocations": d.number_of_allocations if d.state == "started" else 0,
-                "target_allocations": d.number_of_allocations,
-                "routing_state": d.state,
-                "reason": d.reason or "",
-            }},
+            "routing_table": {
+                NODE_ID: {
+                    "current_allocations": d.number_of_allocations if d.state == "started" else 0,
+                    "target_allocations": d.number_of_allocations,
+                    "routing_state": d.state,
+                    "reason": d.reason or "",
+                }
+            },
             "assignment_state": "started" if d.state == "started" else "starting",
-            "start_time": datetime.fromtimestamp(d.start_time / 1000, UTC).isoformat(timespec="milliseconds")
+            "start_time": datetime.fromtimestamp(d.start_time / 1000, UTC)
+            .isoformat(timespec="milliseconds")
             .replace("+00:00", "Z"),
             "max_assigned_allocations": d.number_of_allocations,
         }
@@ -753,13 +942,17 @@ class MLStore:
             targets = [d for d in self._deployments.values() if d.model_id == some_id]
         if not targets:
             if some_id not in self._models and not allow_no_match:
-                raise ESError(404, "resource_not_found_exception",
-                              f"No known model deployment with id [{some_id}]")
+                raise ESError(
+                    404, "resource_not_found_exception", f"No known model deployment with id [{some_id}]"
+                )
             if some_id in self._models or allow_no_match:
                 return {"stopped": True}
         if len(targets) > 1:
-            raise _status(400, f"Multiple deployments found for model [{some_id}]; stop them by deployment id "
-                               f"{sorted(d.deployment_id for d in targets)}")
+            raise _status(
+                400,
+                f"Multiple deployments found for model [{some_id}]; stop them by deployment id "
+                f"{sorted(d.deployment_id for d in targets)}",
+            )
         for deployment in targets:
             del self._deployments[deployment.deployment_id]
         return {"stopped": True}
@@ -767,7 +960,9 @@ class MLStore:
     def _update(self, some_id: str, params: dict[str, str], body: Any) -> dict[str, Any]:
         deployment = self._deployments.get(some_id)
         if deployment is None:
-            raise ESError(404, "resource_not_found_exception", f"No known model deployment with id [{some_id}]")
+            raise ESError(
+                404, "resource_not_found_exception", f"No known model deployment with id [{some_id}]"
+            )
         body = body if isinstance(body, dict) else {}
         number = body.get("number_of_allocations", _int_param(params, "number_of_allocations"))
         adaptive = body.get("adaptive_allocations")
@@ -795,36 +990,43 @@ class MLStore:
         allow_no_match = _bool_param(params, "allow_no_match", True)
         # A deployment id also selects its model's stats.
         names = []
-        for name in (expression.split(",") if expression else ["_all"]):
+        for name in expression.split(",") if expression else ["_all"]:
             d = self._deployments.get(name)
             names.append(d.model_id if d is not None and name not in self._models else name)
         models = self._resolve_models(",".join(names), allow_no_match)
         start = _int_param(params, "from") or 0
         size = _int_param(params, "size")
-        page = models[start: start + size if size is not None else None]
+        page = models[start : start + size if size is not None else None]
         entries = []
         for model in page:
-            deployments = sorted((d for d in self._deployments.values() if d.model_id == model.model_id),
-                                 key=lambda d: d.deployment_id)
+            deployments = sorted(
+                (d for d in self._deployments.values() if d.model_id == model.model_id),
+                key=lambda d: d.deployment_id,
+            )
             for deployment in deployments or [None]:
                 entries.append(self._model_stats(model, deployment))
         return {"count": len(models), "trained_model_stats": entries}
 
     def _model_stats(self, model: _Model, d: _Deployment | None) -> dict[str, Any]:
-        size = model.total_definition_length if model.model_type == "pytorch" else model.config.get(
-            "model_size_bytes", 0)
+        size = (
+            model.total_definition_length
+            if model.model_type == "pytorch"
+            else model.config.get("model_size_bytes", 0)
+        )
         entry: dict[str, Any] = {
             "model_id": model.model_id,
             "model_size_stats": {
                 "model_size_bytes": size,
-                "required_native_memory_bytes": (MEMORY_OVERHEAD + 2 * size) if model.model_type == "pytorch"
+                "required_native_memory_bytes": _required_memory(model, d.number_of_allocations if d else 1)
+                if model.model_type == "pytorch"
                 else 0,
             },
             "pipeline_count": 0,
             "inference_stats": {
                 "failure_count": 0,
-                "inference_count": sum(x.inference_count for x in self._deployments.values()
-                                       if x.model_id == model.model_id),
+                "inference_count": sum(
+                    x.inference_count for x in self._deployments.values() if x.model_id == model.model_id
+                ),
                 "cache_miss_count": 0,
                 "missing_all_fields_count": 0,
                 "timestamp": _now_ms(),
@@ -837,9 +1039,16 @@ class MLStore:
     def _deployment_stats(self, d: _Deployment) -> dict[str, Any]:
         allocations = d.number_of_allocations if d.state == "started" else 0
         node: dict[str, Any] = {
-            "node": {NODE_ID: {"name": NODE_NAME, "ephemeral_id": NODE_ID, "transport_address": "127.0.0.1:9300",
-                               "external_id": NODE_NAME, "attributes": {},
-                               "roles": ["data", "ingest", "master", "ml", "transform"]}},
+            "node": {
+                NODE_ID: {
+                    "name": NODE_NAME,
+                    "ephemeral_id": NODE_ID,
+                    "transport_address": "127.0.0.1:9300",
+                    "external_id": NODE_NAME,
+                    "attributes": {},
+                    "roles": ["data", "ingest", "master", "ml", "transform"],
+                }
+            },
             "routing_state": {"routing_state": d.state, **({"reason": d.reason} if d.reason else {})},
             "inference_count": d.inference_count,
             "inference_cache_hit_count": d.cache_hits,
@@ -896,31 +1105,43 @@ class MLStore:
                 raise _not_found_model(some_id)
             raise _status(409, f"Trained model [{some_id}] is not deployed")
         if deployment.state != "started":
-            raise _status(409, f"Trained model deployment [{deployment.deployment_id}] is not allocated to any nodes")
+            raise _status(
+                409, f"Trained model deployment [{deployment.deployment_id}] is not allocated to any nodes"
+            )
         model = self._models.get(deployment.model_id)
         if model is None:
             raise _not_found_model(deployment.model_id)
         return deployment, model
 
-    def _infer_api(self, some_id: str, params: dict[str, str], body: Any, *, deprecated: bool) -> dict[str, Any]:
+    def _infer_api(
+        self, some_id: str, params: dict[str, str], body: Any, *, deprecated: bool
+    ) -> dict[str, Any]:
         self._check_license()
         if not isinstance(body, dict) or not isinstance(body.get("docs"), list):
-            raise _validation_error(["[docs] must not be null"] if not isinstance(body, dict) or
-                                    body.get("docs") is None else ["[docs] must be an array"])
+            raise _validation_error(
+                ["[docs] must not be null"]
+                if not isinstance(body, dict) or body.get("docs") is None
+                else ["[docs] must be an array"]
+            )
         docs = body["docs"]
         if not docs:
             raise _validation_error(["at least one document is required"])
         for key in body:
             if key not in ("docs", "inference_config", "text_input"):
-                raise ESError(400, "x_content_parse_exception", f"[1:2] [infer_trained_model] unknown field [{key}]")
+                raise ESError(
+                    400, "x_content_parse_exception", f"[1:2] [infer_trained_model] unknown field [{key}]"
+                )
         deployment, model = self._resolve_deployment(some_id)
         task, options = model.task()
         override = body.get("inference_config")
         if isinstance(override, dict) and override:
             o_task, o_options = next(iter(override.items()))
             if o_task != task:
-                raise _status(400, f"Trained model [{model.model_id}] is configured for task [{task}] but called "
-                                   f"with task [{o_task}]")
+                raise _status(
+                    400,
+                    f"Trained model [{model.model_id}] is configured for task [{task}] but called "
+                    f"with task [{o_task}]",
+                )
             options = {**options, **{k: v for k, v in (o_options or {}).items() if k != "tokenization"}}
             tok_override = (o_options or {}).get("tokenization")
             if isinstance(tok_override, dict) and tok_override:
@@ -964,7 +1185,9 @@ class MLStore:
             rows = self._run(deployment, model, list(texts), options)
             return [self._shape(task, row) for row in rows]
 
-    def _run(self, d: _Deployment, model: _Model, texts: list[str], options: dict[str, Any]) -> list[list[Any]]:
+    def _run(
+        self, d: _Deployment, model: _Model, texts: list[str], options: dict[str, Any]
+    ) -> list[list[Any]]:
         import torch
 
         assert d.tokenizer is not None
@@ -985,9 +1208,15 @@ class MLStore:
                 todo.append(i)
         if todo:
             try:
-                encoded = [d.tokenizer.encode(texts[i], max_sequence_length=int(tok["max_sequence_length"]),
-                                              with_special_tokens=bool(tok.get("with_special_tokens", True)),
-                                              truncate=str(tok.get("truncate", "first"))) for i in todo]
+                encoded = [
+                    d.tokenizer.encode(
+                        texts[i],
+                        max_sequence_length=int(tok["max_sequence_length"]),
+                        with_special_tokens=bool(tok.get("with_special_tokens", True)),
+                        truncate=str(tok.get("truncate", "first")),
+                    )
+                    for i in todo
+                ]
             except TokenizationError as exc:
                 d.error_count += 1
                 raise _status(400, str(exc)) from None
@@ -999,7 +1228,9 @@ class MLStore:
                     ids[row, : len(e)] = torch.tensor(e, dtype=torch.int64)
                     mask[row, : len(e)] = 1
             types = torch.zeros_like(ids)
-            positions = torch.arange(longest, dtype=torch.int64).unsqueeze(0).expand(len(encoded), -1).contiguous()
+            positions = (
+                torch.arange(longest, dtype=torch.int64).unsqueeze(0).expand(len(encoded), -1).contiguous()
+            )
             args = (ids, mask, types, positions)
             count = _forward_arity(d.module)
             try:
@@ -1026,6 +1257,16 @@ class MLStore:
         return [r for r in results if r is not None]
 
 
+def _required_memory(model: _Model, allocations: int) -> int:
+    """ES's memory estimate for a PyTorch deployment: eland's metadata when present, else 2 x the file."""
+    metadata = model.config.get("metadata") or {}
+    per_deployment = int(metadata.get("per_deployment_memory_bytes") or 0)
+    per_allocation = int(metadata.get("per_allocation_memory_bytes") or 0)
+    if per_deployment > 0 and per_allocation > 0:
+        return MEMORY_OVERHEAD + per_deployment + per_allocation * allocations
+    return MEMORY_OVERHEAD + 2 * model.total_definition_length
+
+
 def _load_module(data: bytes) -> Any:
     """``torch.jit.load`` a TorchScript archive from bytes, on CPU, in eval mode."""
     import torch
@@ -1041,4 +1282,3 @@ def _forward_arity(module: Any) -> int:
         return max(len(module.forward.schema.arguments) - 1, 1)
     except (AttributeError, RuntimeError):
         return 4
-

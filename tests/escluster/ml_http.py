@@ -28,9 +28,14 @@ ROOT_INFO = {
     "name": "escluster-node",
     "cluster_name": "escluster",
     "cluster_uuid": "ml-only-cluster-uuid",
-    "version": {"number": "9.2.0", "build_flavor": "default", "build_type": "tar",
-                "lucene_version": "10.3.0", "minimum_wire_compatibility_version": "8.19.0",
-                "minimum_index_compatibility_version": "8.0.0"},
+    "version": {
+        "number": "9.2.0",
+        "build_flavor": "default",
+        "build_type": "tar",
+        "lucene_version": "10.3.0",
+        "minimum_wire_compatibility_version": "8.19.0",
+        "minimum_index_compatibility_version": "8.0.0",
+    },
     "tagline": "You Know, for Search",
 }
 
@@ -69,8 +74,11 @@ def _handler(store: MLStore) -> type[BaseHTTPRequestHandler]:
                     status, out = store.handle(self.command, parts[1:], params, body)
                     self._send(status, out)
                 else:
-                    raise ESError(400, "illegal_argument_exception",
-                                  f"no handler found for uri [{url.path}] and method [{self.command}]")
+                    raise ESError(
+                        400,
+                        "illegal_argument_exception",
+                        f"no handler found for uri [{url.path}] and method [{self.command}]",
+                    )
             except ESError as err:
                 self._send(err.status, err.body())
 

@@ -60,9 +60,14 @@ def _is_punctuation(ch: str) -> bool:
 def _is_cjk(cp: int) -> bool:
     # The CJK Unified Ideographs blocks only: kana and hangul are written with spaces between words.
     return (
-        0x4E00 <= cp <= 0x9FFF or 0x3400 <= cp <= 0x4DBF or 0x20000 <= cp <= 0x2A6DF
-        or 0x2A700 <= cp <= 0x2B73F or 0x2B740 <= cp <= 0x2B81F or 0x2B820 <= cp <= 0x2CEAF
-        or 0xF900 <= cp <= 0xFAFF or 0x2F800 <= cp <= 0x2FA1F
+        0x4E00 <= cp <= 0x9FFF
+        or 0x3400 <= cp <= 0x4DBF
+        or 0x20000 <= cp <= 0x2A6DF
+        or 0x2A700 <= cp <= 0x2B73F
+        or 0x2B740 <= cp <= 0x2B81F
+        or 0x2B820 <= cp <= 0x2CEAF
+        or 0xF900 <= cp <= 0xFAFF
+        or 0x2F800 <= cp <= 0x2FA1F
     )
 
 
@@ -188,9 +193,7 @@ class WordPieceTokenizer:
             TokenizationError: with ``truncate="none"`` when the input is too long, as ES rejects it.
         """
         ids = [self.ids.get(t, self.unk_id if self.unk_id is not None else 0) for t in self.tokenize(text)]
-        specials = (
-            [i for i in (self.start_id, self.end_id) if i is not None] if with_special_tokens else []
-        )
+        specials = [i for i in (self.start_id, self.end_id) if i is not None] if with_special_tokens else []
         room = max_sequence_length - len(specials)
         if len(ids) > room:
             if truncate == "none":

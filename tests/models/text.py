@@ -109,8 +109,13 @@ def build_tiny_text_model(
 
     torch.manual_seed(seed)
     config = DistilBertConfig(
-        vocab_size=len(vocab), dim=HIDDEN, n_layers=2, n_heads=2, hidden_dim=64,
-        max_position_embeddings=512, pad_token_id=0,
+        vocab_size=len(vocab),
+        dim=HIDDEN,
+        n_layers=2,
+        n_heads=2,
+        hidden_dim=64,
+        max_position_embeddings=512,
+        pad_token_id=0,
     )
     model = DistilBertModel(config).eval()
     # A wider spread than HF's 0.02 default so that embeddings of different texts differ clearly.
@@ -122,32 +127,55 @@ def build_tiny_text_model(
         {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
         {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
     ]
-    _write_json(path / "sentence_bert_config.json", {"max_seq_length": max_seq_length, "do_lower_case": False})
-    _write_json(path / "1_Pooling" / "config.json", {
-        "word_embedding_dimension": HIDDEN,
-        "pooling_mode_cls_token": False,
-        "pooling_mode_mean_tokens": True,
-        "pooling_mode_max_tokens": False,
-        "pooling_mode_mean_sqrt_len_tokens": False,
-    })
+    _write_json(
+        path / "sentence_bert_config.json", {"max_seq_length": max_seq_length, "do_lower_case": False}
+    )
+    _write_json(
+        path / "1_Pooling" / "config.json",
+        {
+            "word_embedding_dimension": HIDDEN,
+            "pooling_mode_cls_token": False,
+            "pooling_mode_mean_tokens": True,
+            "pooling_mode_max_tokens": False,
+            "pooling_mode_mean_sqrt_len_tokens": False,
+        },
+    )
     if dense:
-        modules.append({"idx": 2, "name": "2", "path": "2_Dense", "type": "sentence_transformers.models.Dense"})
+        modules.append(
+            {"idx": 2, "name": "2", "path": "2_Dense", "type": "sentence_transformers.models.Dense"}
+        )
         # Same layer as the real model's 2_Dense: no bias, identity activation.
-        _write_json(path / "2_Dense" / "config.json", {
-            "in_features": HIDDEN, "out_features": EMBEDDING_DIMS, "bias": False,
-            "activation_function": "torch.nn.modules.linear.Identity",
-        })
+        _write_json(
+            path / "2_Dense" / "config.json",
+            {
+                "in_features": HIDDEN,
+                "out_features": EMBEDDING_DIMS,
+                "bias": False,
+                "activation_function": "torch.nn.modules.linear.Identity",
+            },
+        )
         generator = torch.Generator().manual_seed(seed + 1)
         weight = torch.randn(EMBEDDING_DIMS, HIDDEN, generator=generator) / HIDDEN**0.5
         save_file({"linear.weight": weight.contiguous()}, str(path / "2_Dense" / "model.safetensors"))
     if normalize:
-        modules.append({"idx": len(modules), "name": str(len(modules)), "path": f"{len(modules)}_Normalize",
-                        "type": "sentence_transformers.models.Normalize"})
+        modules.append(
+            {
+                "idx": len(modules),
+                "name": str(len(modules)),
+                "path": f"{len(modules)}_Normalize",
+                "type": "sentence_transformers.models.Normalize",
+            }
+        )
         (path / f"{len(modules) - 1}_Normalize").mkdir(exist_ok=True)
     _write_json(path / "modules.json", modules)
-    _write_json(path / "config_sentence_transformers.json", {
-        "__version__": {"sentence_transformers": "2.0.0"}, "prompts": {}, "default_prompt_name": None,
-    })
+    _write_json(
+        path / "config_sentence_transformers.json",
+        {
+            "__version__": {"sentence_transformers": "2.0.0"},
+            "prompts": {},
+            "default_prompt_name": None,
+        },
+    )
     return path
 
 

@@ -30,8 +30,13 @@ def definition() -> bytes:
             table = torch.arange(len(VOCAB) * DIMS, dtype=torch.float32).reshape(len(VOCAB), DIMS)
             self.table = torch.nn.Parameter(table / 10.0)
 
-        def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor,
-                    position_ids: torch.Tensor) -> torch.Tensor:
+        def forward(
+            self,
+            input_ids: torch.Tensor,
+            attention_mask: torch.Tensor,
+            token_type_ids: torch.Tensor,
+            position_ids: torch.Tensor,
+        ) -> torch.Tensor:
             mask = attention_mask.unsqueeze(-1).to(torch.float32)
             summed = (self.table[input_ids] * mask).sum(1)
             return summed / mask.sum(1).clamp(min=1.0)
@@ -53,8 +58,11 @@ class Cluster:
         self.license = "trial"
         self.nodes = 1
         self.memory = 8 << 30
-        self.ml = MLStore(license_type=lambda: self.license, ml_nodes=lambda: self.nodes,
-                          ml_memory_bytes=lambda: self.memory)
+        self.ml = MLStore(
+            license_type=lambda: self.license,
+            ml_nodes=lambda: self.nodes,
+            ml_memory_bytes=lambda: self.memory,
+        )
 
     def __call__(self, method: str, path: str, body: Any = None, **params: Any) -> Any:
         status, out = self.ml.handle(method, path.split("/"), {k: str(v) for k, v in params.items()}, body)
@@ -69,7 +77,9 @@ class Cluster:
 
 def config(task: str = "text_embedding", **tokenization: Any) -> dict[str, Any]:
     return {
-        "description": "tiny", "model_type": "pytorch", "input": {"field_names": ["text_field"]},
+        "description": "tiny",
+        "model_type": "pytorch",
+        "input": {"field_names": ["text_field"]},
         "inference_config": {task: {"tokenization": {"bert": {"max_sequence_length": 16, **tokenization}}}},
         "metadata": {"per_deployment_memory_bytes": 1000, "per_allocation_memory_bytes": 1000},
     }
@@ -79,9 +89,16 @@ def upload(c: Cluster, model_id: str, data: bytes, *, parts: int = 2, vocab: boo
     c("PUT", f"trained_models/{model_id}", config(**cfg))
     size = -(-len(data) // parts)
     for i in range(parts):
-        chunk = data[i * size:(i + 1) * size]
-        c("PUT", f"trained_models/{model_id}/definition/{i}",
-          {"definition": base64.b64encode(chunk).decode(), "total_definition_length": len(data), "total_parts": parts})
+        chunk = data[i * size : (i + 1) * size]
+        c(
+            "PUT",
+            f"trained_models/{model_id}/definition/{i}",
+            {
+                "definition": base64.b64encode(chunk).decode(),
+                "total_definition_length": len(data),
+                "total_parts": parts,
+            },
+        )
     if vocab:
         c("PUT", f"trained_models/{model_id}/vocabulary", {"vocabulary": VOCAB})
 
@@ -100,7 +117,9 @@ def deployed(c: Cluster, definition: bytes) -> Cluster:
 
 # ------------------------------------------------------------------------------------------ inference
 def test_infer_tokenizes_with_the_vocabulary_and_runs_the_model(deployed: Cluster) -> None:
-    out = deployed("POST", "trained_models/tiny/_infer", {"docs": [{"text_field": "dogs"}, {"text_field": "猫 x"}]})
+    out = deployed(
+        "POST", "trained_models/tiny/_infer", {"docs": [{"text_field": "dogs"}, {"text_field": "猫 x"}]}
+    )
     first, second = out["inference_results"]
     # [CLS] dog ##s [SEP] and [CLS] 猫 [UNK] [SEP]: padding must not change the mean
     assert first["predicted_value"] == pytest.approx(expected_embedding([2, 4, 7, 3]))
@@ -138,8 +157,11 @@ def test_deployment_id_and_deprecated_infer_endpoint(c: Cluster, definition: byt
 
 def test_infer_unknown_model_is_404(c: Cluster) -> None:
     err = c.error("POST", "trained_models/nope/_infer", {"docs": [{"text_field": "x"}]})
-    assert (err.status, err.type, err.reason) == (404, "resource_not_found_exception",
-                                                  "Could not find trained model [nope]")
+    assert (err.status, err.type, err.reason) == (
+        404,
+        "resource_not_found_exception",
+        "Could not find trained model [nope]",
+    )
     with pytest.raises(ESError) as info:
         c.ml.infer("nope", ["x"])
     assert info.value.status == 404
@@ -162,14 +184,19 @@ def test_infer_missing_input_field_is_400(deployed: Cluster) -> None:
 
 # ------------------------------------------------------------------------------------------- licenses
 @pytest.mark.parametrize("action", ["put", "definition", "vocabulary", "start", "infer", "ingest"])
-def test_basic_license_forbids_uploading_starting_and_running(c: Cluster, definition: bytes, action: str) -> None:
+def test_basic_license_forbids_uploading_starting_and_running(
+    c: Cluster, definition: bytes, action: str
+) -> None:
     upload(c, "tiny", definition)
     c("POST", "trained_models/tiny/deployment/_start")
     c.license = "basic"
     calls = {
         "put": lambda: c("PUT", "trained_models/other", config()),
-        "definition": lambda: c("PUT", "trained_models/tiny/definition/0",
-                                {"definition": "AAAA", "total_definition_length": 3, "total_parts": 1}),
+        "definition": lambda: c(
+            "PUT",
+            "trained_models/tiny/definition/0",
+            {"definition": "AAAA", "total_definition_length": 3, "total_parts": 1},
+        ),
         "vocabulary": lambda: c("PUT", "trained_models/tiny/vocabulary", {"vocabulary": VOCAB}),
         "start": lambda: c("POST", "trained_models/tiny/deployment/_start", deployment_id="two"),
         "infer": lambda: c("POST", "trained_models/tiny/_infer", {"docs": [{"text_field": "dog"}]}),
@@ -200,7 +227,9 @@ def test_invalid_model_ids_are_rejected(c: Cluster, model_id: str) -> None:
     assert err.reason.startswith("Validation Failed: 1: Invalid model_id;")
 
 
-@pytest.mark.parametrize("model_id", ["a", "a.b-c_d9", "sentence-transformers__clip-vit-b-32-multilingual-v1", "x" * 64])
+@pytest.mark.parametrize(
+    "model_id", ["a", "a.b-c_d9", "sentence-transformers__clip-vit-b-32-multilingual-v1", "x" * 64]
+)
 def test_valid_model_ids_are_accepted(c: Cluster, model_id: str) -> None:
     assert c("PUT", f"trained_models/{model_id}", config())["model_id"] == model_id
 
@@ -224,12 +253,19 @@ def test_get_shapes_and_expressions(c: Cluster) -> None:
     assert out["count"] == 1
     assert model["model_type"] == "pytorch"
     assert model["inference_config"]["text_embedding"]["tokenization"]["bert"] == {
-        "max_sequence_length": 16, "do_lower_case": False, "with_special_tokens": True, "truncate": "first",
-        "span": -1}
+        "max_sequence_length": 16,
+        "do_lower_case": False,
+        "with_special_tokens": True,
+        "truncate": "first",
+        "span": -1,
+    }
     assert {"model_id", "input", "metadata", "description", "create_time", "version", "tags"} <= set(model)
     # the built-in language identification model is always there, as in ES
     assert [m["model_id"] for m in c("GET", "trained_models")["trained_model_configs"]] == [
-        "a-model", "b-model", "lang_ident_model_1"]
+        "a-model",
+        "b-model",
+        "lang_ident_model_1",
+    ]
     assert c("GET", "trained_models/_all")["count"] == 3
     assert c("GET", "trained_models/*-model")["count"] == 2
     assert c("GET", "trained_models/a-model,b-model")["count"] == 2
@@ -237,14 +273,21 @@ def test_get_shapes_and_expressions(c: Cluster) -> None:
     err = c.error("GET", "trained_models/zz*", allow_no_match="false")
     assert (err.status, err.type) == (404, "resource_not_found_exception")
     err = c.error("GET", "trained_models/missing")
-    assert (err.status, err.type, err.reason) == (404, "resource_not_found_exception",
-                                                  "Could not find trained model [missing]")
+    assert (err.status, err.type, err.reason) == (
+        404,
+        "resource_not_found_exception",
+        "Could not find trained model [missing]",
+    )
 
 
 def test_definition_status_and_definition_include(c: Cluster, definition: bytes) -> None:
     c("PUT", "trained_models/tiny", config())
-    assert c("GET", "trained_models/tiny", include="definition_status")["trained_model_configs"][0][
-        "fully_defined"] is False
+    assert (
+        c("GET", "trained_models/tiny", include="definition_status")["trained_model_configs"][0][
+            "fully_defined"
+        ]
+        is False
+    )
     upload(c, "full", definition)
     out = c("GET", "trained_models/full", include="definition_status")["trained_model_configs"][0]
     assert out["fully_defined"] is True
@@ -262,12 +305,19 @@ def test_same_part_twice_is_400(c: Cluster) -> None:
     assert (err.status, err.type) == (400, "resource_already_exists_exception")
 
 
-@pytest.mark.parametrize(("part", "body", "message"), [
-    (2, {"total_definition_length": 3, "total_parts": 2}, "[part] must be less than total_parts"),
-    (0, {"total_definition_length": 3, "total_parts": 0}, "[total_parts] must be greater than 0"),
-    (0, {"total_definition_length": 0, "total_parts": 1}, "[total_definition_length] must be greater than 0"),
-    (-1, {"total_definition_length": 3, "total_parts": 1}, "[part] must be greater or equal to 0"),
-])
+@pytest.mark.parametrize(
+    ("part", "body", "message"),
+    [
+        (2, {"total_definition_length": 3, "total_parts": 2}, "[part] must be less than total_parts"),
+        (0, {"total_definition_length": 3, "total_parts": 0}, "[total_parts] must be greater than 0"),
+        (
+            0,
+            {"total_definition_length": 0, "total_parts": 1},
+            "[total_definition_length] must be greater than 0",
+        ),
+        (-1, {"total_definition_length": 3, "total_parts": 1}, "[part] must be greater or equal to 0"),
+    ],
+)
 def test_definition_part_validation(c: Cluster, part: int, body: dict[str, int], message: str) -> None:
     c("PUT", "trained_models/tiny", config())
     err = c.error("PUT", f"trained_models/tiny/definition/{part}", {"definition": "AAAA", **body})
@@ -276,8 +326,11 @@ def test_definition_part_validation(c: Cluster, part: int, body: dict[str, int],
 
 
 def test_parts_for_an_unknown_model_are_404(c: Cluster) -> None:
-    err = c.error("PUT", "trained_models/nope/definition/0",
-                  {"definition": "AAAA", "total_definition_length": 3, "total_parts": 1})
+    err = c.error(
+        "PUT",
+        "trained_models/nope/definition/0",
+        {"definition": "AAAA", "total_definition_length": 3, "total_parts": 1},
+    )
     assert (err.status, err.type) == (404, "resource_not_found_exception")
     err = c.error("PUT", "trained_models/nope/vocabulary", {"vocabulary": VOCAB})
     assert (err.status, err.type) == (404, "resource_not_found_exception")
@@ -293,8 +346,15 @@ def test_start_without_definition_is_404(c: Cluster) -> None:
 
 def test_start_with_missing_part_is_truncated(c: Cluster, definition: bytes) -> None:
     c("PUT", "trained_models/tiny", config())
-    c("PUT", "trained_models/tiny/definition/0", {"definition": base64.b64encode(definition[:100]).decode(),
-                                                  "total_definition_length": len(definition), "total_parts": 2})
+    c(
+        "PUT",
+        "trained_models/tiny/definition/0",
+        {
+            "definition": base64.b64encode(definition[:100]).decode(),
+            "total_definition_length": len(definition),
+            "total_parts": 2,
+        },
+    )
     c("PUT", "trained_models/tiny/vocabulary", {"vocabulary": VOCAB})
     err = c.error("POST", "trained_models/tiny/deployment/_start")
     assert (err.status, err.type) == (400, "status_exception")
@@ -303,8 +363,15 @@ def test_start_with_missing_part_is_truncated(c: Cluster, definition: bytes) -> 
 
 def test_start_with_lengths_not_adding_up_is_truncated(c: Cluster, definition: bytes) -> None:
     c("PUT", "trained_models/tiny", config())
-    c("PUT", "trained_models/tiny/definition/0", {"definition": base64.b64encode(definition).decode(),
-                                                  "total_definition_length": len(definition) + 2, "total_parts": 1})
+    c(
+        "PUT",
+        "trained_models/tiny/definition/0",
+        {
+            "definition": base64.b64encode(definition).decode(),
+            "total_definition_length": len(definition) + 2,
+            "total_parts": 1,
+        },
+    )
     c("PUT", "trained_models/tiny/vocabulary", {"vocabulary": VOCAB})
     err = c.error("POST", "trained_models/tiny/deployment/_start")
     assert (err.status, err.type) == (400, "status_exception")
@@ -325,18 +392,41 @@ def test_second_deployment_with_same_id_is_400(deployed: Cluster) -> None:
     assert "existing deployment with the same id [tiny]" in err.reason
 
 
-@pytest.mark.parametrize(("params", "body", "message"), [
-    ({"threads_per_allocation": 3}, None, "[threads_per_allocation] must be a power of 2 less than or equal to 32"),
-    ({"threads_per_allocation": 64}, None, "[threads_per_allocation] must be a power of 2 less than or equal to 32"),
-    ({"number_of_allocations": 0}, None, "[number_of_allocations] must be a positive integer"),
-    ({"priority": "low", "number_of_allocations": 3}, None, "[number_of_allocations] must be 1 when [priority] is low"),
-    ({"priority": "low", "threads_per_allocation": 4}, None, "[threads_per_allocation] must be 1 when [priority] is low"),
-    ({"number_of_allocations": 2}, {"adaptive_allocations": {"enabled": True, "min_number_of_allocations": 1}},
-     "[number_of_allocations] cannot be set if adaptive allocations is enabled"),
-    ({"queue_capacity": 0}, None, "[queue_capacity] must be a positive integer"),
-])
-def test_start_parameter_validation(c: Cluster, definition: bytes, params: dict[str, Any], body: Any,
-                                    message: str) -> None:
+@pytest.mark.parametrize(
+    ("params", "body", "message"),
+    [
+        (
+            {"threads_per_allocation": 3},
+            None,
+            "[threads_per_allocation] must be a power of 2 less than or equal to 32",
+        ),
+        (
+            {"threads_per_allocation": 64},
+            None,
+            "[threads_per_allocation] must be a power of 2 less than or equal to 32",
+        ),
+        ({"number_of_allocations": 0}, None, "[number_of_allocations] must be a positive integer"),
+        (
+            {"priority": "low", "number_of_allocations": 3},
+            None,
+            "[number_of_allocations] must be 1 when [priority] is low",
+        ),
+        (
+            {"priority": "low", "threads_per_allocation": 4},
+            None,
+            "[threads_per_allocation] must be 1 when [priority] is low",
+        ),
+        (
+            {"number_of_allocations": 2},
+            {"adaptive_allocations": {"enabled": True, "min_number_of_allocations": 1}},
+            "[number_of_allocations] cannot be set if adaptive allocations is enabled",
+        ),
+        ({"queue_capacity": 0}, None, "[queue_capacity] must be a positive integer"),
+    ],
+)
+def test_start_parameter_validation(
+    c: Cluster, definition: bytes, params: dict[str, Any], body: Any, message: str
+) -> None:
     upload(c, "tiny", definition)
     err = c.error("POST", "trained_models/tiny/deployment/_start", body, **params)
     assert (err.status, err.type) == (400, "action_request_validation_exception")
@@ -345,24 +435,55 @@ def test_start_parameter_validation(c: Cluster, definition: bytes, params: dict[
 
 def test_start_parameters_show_in_assignment_and_stats(c: Cluster, definition: bytes) -> None:
     upload(c, "tiny", definition)
-    out = c("POST", "trained_models/tiny/deployment/_start", threads_per_allocation=2, number_of_allocations=3,
-            queue_capacity=50, wait_for="fully_allocated")
+    out = c(
+        "POST",
+        "trained_models/tiny/deployment/_start",
+        threads_per_allocation=2,
+        number_of_allocations=3,
+        queue_capacity=50,
+        wait_for="fully_allocated",
+    )
     assert out["assignment"]["assignment_state"] == "started"
     assert out["assignment"]["task_parameters"]["threads_per_allocation"] == 2
     stats = c("GET", "trained_models/tiny/_stats")["trained_model_stats"][0]["deployment_stats"]
-    assert {k: stats[k] for k in ("model_id", "deployment_id", "state", "threads_per_allocation",
-                                  "number_of_allocations", "queue_capacity", "priority")} == {
-        "model_id": "tiny", "deployment_id": "tiny", "state": "started", "threads_per_allocation": 2,
-        "number_of_allocations": 3, "queue_capacity": 50, "priority": "normal"}
-    assert stats["allocation_status"] == {"allocation_count": 3, "target_allocation_count": 3,
-                                          "state": "fully_allocated"}
+    assert {
+        k: stats[k]
+        for k in (
+            "model_id",
+            "deployment_id",
+            "state",
+            "threads_per_allocation",
+            "number_of_allocations",
+            "queue_capacity",
+            "priority",
+        )
+    } == {
+        "model_id": "tiny",
+        "deployment_id": "tiny",
+        "state": "started",
+        "threads_per_allocation": 2,
+        "number_of_allocations": 3,
+        "queue_capacity": 50,
+        "priority": "normal",
+    }
+    assert stats["allocation_status"] == {
+        "allocation_count": 3,
+        "target_allocation_count": 3,
+        "state": "fully_allocated",
+    }
     assert stats["nodes"][0]["routing_state"]["routing_state"] == "started"
 
 
 def test_low_priority_means_one_allocation_one_thread(c: Cluster, definition: bytes) -> None:
     upload(c, "tiny", definition)
-    params = c("POST", "trained_models/tiny/deployment/_start", priority="low")["assignment"]["task_parameters"]
-    assert (params["priority"], params["number_of_allocations"], params["threads_per_allocation"]) == ("low", 1, 1)
+    params = c("POST", "trained_models/tiny/deployment/_start", priority="low")["assignment"][
+        "task_parameters"
+    ]
+    assert (params["priority"], params["number_of_allocations"], params["threads_per_allocation"]) == (
+        "low",
+        1,
+        1,
+    )
 
 
 def test_adaptive_allocations_report_min_allocations(c: Cluster, definition: bytes) -> None:

@@ -73,7 +73,9 @@ def test_without_special_tokens_and_truncate_none() -> None:
     tok = WordPieceTokenizer(["[PAD]", "[UNK]", "once", "twice", "thrice"])
     assert tok.encode("once twice", with_special_tokens=False) == [2, 3]
     assert tok.encode("once twice thrice", max_sequence_length=2, with_special_tokens=False) == [2, 3]
-    with pytest.raises(TokenizationError, match=r"input length \[3\] exceeds the maximum sequence length \[2\]"):
+    with pytest.raises(
+        TokenizationError, match=r"input length \[3\] exceeds the maximum sequence length \[2\]"
+    ):
         tok.encode("once twice thrice", max_sequence_length=2, with_special_tokens=False, truncate="none")
 
 
