@@ -5,7 +5,8 @@ Supported processors: ``set``, ``remove``, ``rename``, ``append``, ``lowercase``
 ``input_output`` and the legacy ``target_field`` + ``field_map`` shapes) and ``script`` (accepted, fails
 when run). Every processor takes ``tag``, ``description``, ``ignore_failure``, ``on_failure``; ``if`` is
 accepted and ignored (no Painless here: the processor always runs). Mustache ``{{x}}`` / ``{{{x}}}``
-templates work in field names, ``set`` values and ``fail`` messages.
+templates work in field names, ``set`` values and ``fail`` messages (``{{x}}`` escapes ``"`` and ``\\``
+as ES's default JSON encoder does).
 
 Example::
 
@@ -18,7 +19,6 @@ from __future__ import annotations
 
 import copy
 import datetime as _dt
-import html
 import json
 import re
 from collections.abc import Callable, Mapping
@@ -251,7 +251,7 @@ class IngestDocument:
             raise ESError(400, "illegal_argument_exception", f"field [{last}] not present as part of path [{path}]")
 
     def render(self, template: Any) -> Any:
-        """Mustache-render a string (``{{x}}`` HTML-escaped, ``{{{x}}}`` raw); other values recurse."""
+        """Mustache-render a string (``{{x}}`` JSON-string-escaped, ``{{{x}}}`` raw); other values recurse."""
         if isinstance(template, dict):
             return {self.render(k): self.render(v) for k, v in template.items()}
         if isinstance(template, list):
@@ -268,7 +268,8 @@ class IngestDocument:
             except ESError:
                 return ""
             text = _to_text(value)
-            return text if raw is not None else html.escape(text, quote=True).replace("&#x27;", "&#39;")
+            # {{x}} escapes like ES's default application/json template encoder; {{{x}}} is raw.
+            return text if raw is not None else json.dumps(text, ensure_ascii=False)[1:-1]
 
         return _TEMPLATE.sub(repl, template)
 
