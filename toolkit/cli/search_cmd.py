@@ -120,7 +120,8 @@ def _print_table(outcome: Any, settings: Any) -> None:
 
     result = outcome.result
     f = settings.fields
-    title = (f"{outcome.kind} search on {outcome.index} · {outcome.why} · {len(result.hits)} hits "
+    n = len(result.hits)
+    title = (f"{outcome.kind} search on {outcome.index} · {outcome.why} · {n} hit{'' if n == 1 else 's'} "
              f"({result.total} matched) · {result.took_ms} ms")
     # Text(...) everywhere: captions and ids are data, never rich markup.
     table = Table(title=Text(scrub(title)), title_justify="left")
