@@ -157,6 +157,9 @@ def fetch(location: str, *, timeout: float = 20.0, retries: int = 3,
         if path.is_dir():
             raise FetchError("read", "is a folder, not an image file")
         sha, size = hash_file(path)
+        if size == 0:
+            # Before an id is derived from the content: empty files are failures, not duplicates.
+            raise FetchError("read", "empty file (0 bytes)")
     except FileNotFoundError:
         raise FetchError("read", "file not found") from None
     except PermissionError:

@@ -1,0 +1,139 @@
+"""``toolkit ingest``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from toolkit.cli import ConfigOpt, EsUrlOpt, JsonOpt, app, settings_from
+from toolkit.cli.output import err, info, print_json
+
+
+@app.command("ingest")
+def ingest_command(
+    source: Annotated[str | None, typer.Argument(
+        help="A folder of images, a CSV/TSV manifest, the Unsplash Lite folder, a file of URLs/paths "
+             "(one a line), or one image path/URL.", show_default=False)] = None,
+    kind: Annotated[str, typer.Option(
+        "--kind", help="Source kind: auto | directory | manifest | unsplash | urls.")] = "auto",
+    resume: Annotated[bool, typer.Option(
+        "--resume", help="Skip items already indexed (checked by id before embedding).")] = False,
+    retry_failures: Annotated[Path | None, typer.Option(
+        "--retry-failures", help="Retry exactly the items of a failures file from an earlier run.",
+        exists=True, dir_okay=False)] = None,
+    failures_file: Annotated[Path | None, typer.Option(
+        "--failures-file", help="Where failed items go (JSONL; default toolkit-failures-<time>.jsonl "
+                                "in the working directory, written only when something fails).")] = None,
+    id_column: Annotated[str | None, typer.Option("--id-column", help="Manifest column with the id.")] = None,
+    path_column: Annotated[str | None, typer.Option(
+        "--path-column", help="Manifest column with the image path (relative to the manifest).")] = None,
+    url_column: Annotated[str | None, typer.Option(
+        "--url-column", help="Manifest column with an image URL.")] = None,
+    caption_column: Annotated[str | None, typer.Option(
+        "--caption-column", help="Manifest column with the caption.")] = None,
+    label_column: Annotated[str | None, typer.Option(
+        "--label-column", help="Manifest column with the label.")] = None,
+    relation_column: Annotated[str | None, typer.Option(
+        "--relation-column", help="Manifest column with the relation id (the group key).")] = None,
+    metadata_columns: Annotated[str | None, typer.Option(
+        "--metadata-columns", help="Comma-separated manifest columns kept as metadata (default: all "
+                                   "columns not mapped above).")] = None,
+    index: Annotated[str | None, typer.Option("--index", help="Alias to write to (index.alias).")] = None,
+    image_model: Annotated[str | None, typer.Option(
+        "--image-model", help="sentence-transformers CLIP model id or folder (image_model.name).")] = None,
+    batch_size: Annotated[int | None, typer.Option(
+        "--batch-size", help="Images per forward pass (image_model.batch_size).")] = None,
+    device: Annotated[str | None, typer.Option(
+        "--device", help="auto | cpu | cuda (image_model.device).")] = None,
+    precision: Annotated[str | None, typer.Option(
+        "--precision", help="fp32 | bf16 (image_model.precision).")] = None,
+    as_json: JsonOpt = False,
+    config: ConfigOpt = None,
+    es_url: EsUrlOpt = None,
+) -> None:
+    """Embed images locally with CLIP and index them; every item ends indexed, skipped or failed.
+
+    Failed items go to a JSONL failures file; `--retry-failures FILE` retries them. After Ctrl-C or a
+    lost cluster, run the same command with `--resume` to finish without embedding again.
+
+    Example: toolkit ingest reverse_image_search.csv --resume
+    """
+    from toolkit.cluster import make_client
+    from toolkit.errors import ValidationError
+    from toolkit.images.sources import SOURCE_KINDS, ColumnMap, FailuresSource, open_source
+    from toolkit.ingest import ingest
+
+    settings = settings_from(config=config, es_url=es_url, **{
+        "index.alias": index, "image_model.name": image_model, "image_model.batch_size": batch_size,
+        "image_model.device": device, "image_model.precision": precision})
+    if retry_failures is not None and source is not None:
+        raise ValidationError("give either a SOURCE or --retry-failures, not both",
+                              hint="drop SOURCE to retry the failures file's items")
+    if retry_failures is None and source is None:
+        raise ValidationError("nothing to ingest", hint="pass a SOURCE (folder, manifest, URL list) or "
+                                                        "--retry-failures FILE")
+    if kind not in SOURCE_KINDS:
+        raise ValidationError(f"unknown --kind {kind!r}", hint=f"use --kind {' | '.join(SOURCE_KINDS)}")
+    if retry_failures is not None:
+        items: Any = FailuresSource(retry_failures)
+    else:
+        columns = ColumnMap(
+            id=id_column, path=path_column, url=url_column, caption=caption_column, label=label_column,
+            relation_id=relation_column,
+            metadata=tuple(c.strip() for c in metadata_columns.split(",") if c.strip())
+            if metadata_columns is not None else None)
+        items = open_source(source or "", kind=kind, columns=columns)  # type: ignore[arg-type]
+    client = make_client(settings)
+
+    report = _run_with_progress(lambda on_progress: ingest(
+        client, settings, source=items, resume=resume, failures_file=failures_file,
+        on_progress=on_progress), quiet=as_json)
+
+    if as_json:
+        print_json(report.as_json())
+    else:
+        _print_summary(report)
+    if report.error is not None:
+        raise report.error
+    if report.interrupted:
+        raise typer.Exit(130)
+
+
+def _run_with_progress(run: Any, *, quiet: bool) -> Any:
+    """Run ``run(on_progress)`` under a rich progress bar on stderr (none with --json)."""
+    if quiet or not err.is_terminal:
+        return run(None)
+    from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    with Progress(SpinnerColumn(), TextColumn("[bold]ingest[/]"), BarColumn(),
+                  TextColumn("{task.description}"), TimeElapsedColumn(), console=err) as progress:
+        task = progress.add_task("starting", total=None)
+
+        def on_progress(p: Any) -> None:
+            progress.update(task, description=(
+                f"{p.seen} seen · {p.indexed} indexed · {p.skipped} skipped · {p.failed} failed · "
+                f"{p.images_per_second:.1f} images/s"))
+
+        return run(on_progress)
+
+
+def _print_summary(report: Any) -> None:
+    state = "done" if report.complete else ("interrupted" if report.interrupted else "stopped")
+    info(f"ingest {state}: [bold]{report.seen}[/] seen, [green]{report.indexed} indexed[/], "
+         f"{report.skipped} skipped, [red]{report.failed} failed[/] in {report.seconds:.1f} s "
+         f"({report.images_per_second:.1f} images/s)")
+    for reason, n in sorted(report.skipped_reasons.items()):
+        info(f"  skipped {n}: {reason}")
+    for example in report.skipped_examples[:5]:
+        info(f"    {example['position'] or example['id']}: {example['reason']}")
+    for stage, n in sorted(report.failed_reasons.items()):
+        info(f"  failed {n} at {stage}")
+    if report.ignored_files:
+        info(f"  {report.ignored_files} files without an image extension were not read")
+    if report.failures_file:
+        info(f"failures: {report.failures_file} (retry with `toolkit ingest --retry-failures "
+             f"{report.failures_file}`)")
+    if not report.complete:
+        info("run the same command with --resume to finish")
