@@ -26,7 +26,8 @@ def test_directory_yields_image_files_recursively_and_counts_the_rest(tmp_path: 
     source = open_source(tmp_path)
     assert source.kind == "directory"
     items = list(source)
-    assert [i.position for i in items] == ["a.JPG", "b/c.png", "b/d.webp", "e.tiff", "f.gif", "g.bmp", "h.jpeg"]
+    assert [i.position for i in items] == ["a.JPG", "b/c.png", "b/d.webp", "e.tiff", "f.gif", "g.bmp",
+                                           "h.jpeg"]
     assert all(i.id is None and Path(i.location).is_file() for i in items)
     assert source.ignored_files == 1
 
@@ -89,11 +90,14 @@ def test_manifest_without_image_column_is_refused(tmp_path: Path) -> None:
 
 
 def test_unsplash_folder_split_files_captions_keywords_local_files(tmp_path: Path) -> None:
-    header = "photo_id\tphoto_url\tphoto_image_url\tphoto_description\tai_description\tphotographer_username\n"
+    header = ("photo_id\tphoto_url\tphoto_image_url\tphoto_description\tai_description\t"
+              "photographer_username\n")
     (tmp_path / "photos.tsv000").write_text(
         header
-        + "p1\thttps://unsplash.com/photos/p1\thttps://images.unsplash.com/photo-1\tA red fox\tan animal\tann\n"
-        + "p2\thttps://unsplash.com/photos/p2\thttps://images.unsplash.com/photo-2?ixid=abc\t\tsnowy hills\tbob\n")
+        + "p1\thttps://unsplash.com/photos/p1\thttps://images.unsplash.com/photo-1\tA red fox\t"
+        + "an animal\tann\n"
+        + "p2\thttps://unsplash.com/photos/p2\thttps://images.unsplash.com/photo-2?ixid=abc\t\t"
+        + "snowy hills\tbob\n")
     (tmp_path / "photos.tsv001").write_text(  # later parts of the Full dataset repeat the header
         header + "p3\thttps://unsplash.com/photos/p3\thttps://images.unsplash.com/photo-3\t\t\tcy\n")
     (tmp_path / "keywords.tsv000").write_text(
@@ -131,8 +135,9 @@ def test_url_list_skips_blanks_and_comments_and_resolves_paths(tmp_path: Path) -
 
 
 def test_failures_file_round_trip(tmp_path: Path) -> None:
-    record = {"id": "x1", "location": "/a.jpg", "stage": "decode", "reason": "truncated", "position": "m.csv:3",
-              "caption": "cap", "label": "l", "relation_id": None, "metadata": {"k": "v"}}
+    record = {"id": "x1", "location": "/a.jpg", "stage": "decode", "reason": "truncated",
+              "position": "m.csv:3", "caption": "cap", "label": "l", "relation_id": None,
+              "metadata": {"k": "v"}}
     file = tmp_path / "f.jsonl"
     file.write_text(json.dumps(record) + "\n\n")
     (item,) = list(FailuresSource(file))
