@@ -256,6 +256,14 @@ class MLStore:
                     return 200, self._update(model_id, params, body)
                 if b == "_infer":
                     return 200, self._infer_api(model_id, params, body, deprecated=True)
+        if len(rest) == 4 and rest[1:] == ["deployment", "cache", "_clear"] and method == "POST":
+            deployment = self._deployments.get(rest[0])
+            if deployment is None:
+                raise ESError(
+                    404, "resource_not_found_exception", f"No known model deployment with id [{rest[0]}]"
+                )
+            deployment.cache.clear()
+            return 200, {"cleared": True}
         raise self._no_handler(method, parts)
 
     @staticmethod
@@ -1202,7 +1210,7 @@ class MLStore:
         for i, text in enumerate(texts):
             key = cache_key_base + prefix + text
             if d.cache_size not in (None, "0", "0b") and key in d.cache:
-                results[i] = d.cache[key]
+                results[i] = copy.deepcopy(d.cache[key])
                 d.cache_hits += 1
             else:
                 todo.append(i)

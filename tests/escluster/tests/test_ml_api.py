@@ -563,3 +563,50 @@ def test_stats_for_all_and_counts(deployed: Cluster) -> None:
     assert tiny["model_size_stats"]["model_size_bytes"] > 0
     err = deployed.error("GET", "trained_models/missing/_stats")
     assert err.status == 404
+
+
+# ------------------------------------------------------------------------------- pass_through (ES IT)
+@pytest.fixture(scope="module")
+def ones_definition() -> bytes:
+    """Like ES's own "SuperSimple" test model: ``forward`` returns ones of shape [batch, 2]."""
+    import torch
+
+    class Ones(torch.nn.Module):
+        def forward(
+            self, input_ids: torch.Tensor, b: torch.Tensor, c: torch.Tensor, d: torch.Tensor
+        ) -> torch.Tensor:
+            return torch.ones((input_ids.size(0), 2), dtype=torch.float64)
+
+    buffer = io.BytesIO()
+    torch.jit.save(torch.jit.script(Ones()), buffer)
+    return buffer.getvalue()
+
+
+def test_pass_through_model_with_default_input_field(c: Cluster, ones_definition: bytes) -> None:
+    body = {
+        "description": "simple model for testing",
+        "model_type": "pytorch",
+        "inference_config": {"pass_through": {"tokenization": {"bert": {"with_special_tokens": False}}}},
+    }
+    c("PUT", "trained_models/simple", body)
+    c(
+        "PUT",
+        "trained_models/simple/definition/0",
+        {
+            "definition": base64.b64encode(ones_definition).decode(),
+            "total_definition_length": len(ones_definition),
+            "total_parts": 1,
+        },
+    )
+    c("PUT", "trained_models/simple/vocabulary", {"vocabulary": ["[PAD]", "[UNK]", "my", "words"]})
+    c("POST", "trained_models/simple/deployment/_start", cache_size="10kb", wait_for="started")
+    assert c("POST", "trained_models/simple/deployment/_infer", {"docs": [{"input": "my words"}]}) == {
+        "predicted_value": [[1.0, 1.0]]
+    }
+    out = c("POST", "trained_models/simple/_infer", {"docs": [{"input": "my words"}, {"input": "words"}]})
+    assert out == {
+        "inference_results": [{"predicted_value": [[1.0, 1.0]]}, {"predicted_value": [[1.0, 1.0]]}]
+    }
+    node = c("GET", "trained_models/simple/_stats")["trained_model_stats"][0]["deployment_stats"]["nodes"][0]
+    assert (node["inference_count"], node["inference_cache_hit_count"]) == (3, 1)
+    assert c("POST", "trained_models/simple/deployment/cache/_clear") == {"cleared": True}
