@@ -10,7 +10,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any
 
-import click
 import typer
 from typer.core import TyperGroup
 
@@ -22,17 +21,17 @@ from toolkit.settings import Settings, load_settings
 class ToolkitGroup(TyperGroup):
     """Turns library errors into one-line messages and exit codes, for every command."""
 
-    def invoke(self, ctx: click.Context) -> Any:
+    def invoke(self, ctx: Any) -> Any:
         try:
             return super().invoke(ctx)
         except ToolkitError as exc:
             print_error(exc)
-            raise click.exceptions.Exit(exc.exit_code) from None
+            raise typer.Exit(exc.exit_code) from None
         except KeyboardInterrupt:
             from toolkit.cli.output import err
 
             err.print("interrupted")
-            raise click.exceptions.Exit(130) from None
+            raise typer.Exit(130) from None
 
 
 app = typer.Typer(
@@ -76,3 +75,4 @@ from toolkit.cli import setup_cmd  # noqa: E402,F401
 from toolkit.cli import search_cmd  # noqa: E402,F401
 from toolkit.cli import devtools_cmd  # noqa: E402,F401
 from toolkit.cli import deploy_cmd  # noqa: E402,F401
+from toolkit.cli import ingest_cmd  # noqa: E402,F401

@@ -427,7 +427,8 @@ class FailuresSource(Source):
                 metadata = record.get("metadata") or {}
                 yield SourceItem(
                     location=str(record.get("location") or ""),
-                    id=_opt_str(record.get("id")),
+                    # source_id (absent in hand-written files): None means "derive from the content".
+                    id=_opt_str(record["source_id"] if "source_id" in record else record.get("id")),
                     caption=_opt_str(record.get("caption")),
                     label=_opt_str(record.get("label")),
                     relation_id=_opt_str(record.get("relation_id")),

@@ -213,7 +213,8 @@ def pipeline_errors_request(alias: str, ids: list[str], settings: Settings) -> R
     f = settings.fields
     return Request("POST", f"{path(alias)}/_search", body={
         "size": len(ids),
-        "_source": [f.path, f.url, f.caption, f.label, f.relation_id, f.metadata, "ingest_error"],
+        "_source": [f.path, f.url, f.caption, f.label, f.relation_id, f.metadata, "content_sha256",
+                    "ingest_error"],
         "query": {"bool": {"filter": [{"ids": {"values": ids}},
                                       {"exists": {"field": "ingest_error.message"}}]}},
     })
@@ -408,8 +409,10 @@ class _Run:
                 error = src.get("ingest_error") or {}
                 message = error.get("message") if isinstance(error, dict) else str(error)
                 metadata = src.get(f.metadata) or {}
+                from_content = hit["_id"] == content_id(str(src.get("content_sha256", "")))
                 item = SourceItem(
-                    location=str(src.get(f.path) or src.get(f.url) or ""), id=hit["_id"],
+                    location=str(src.get(f.path) or src.get(f.url) or ""),
+                    id=None if from_content else hit["_id"],
                     caption=src.get(f.caption), label=src.get(f.label), relation_id=src.get(f.relation_id),
                     metadata=string_dict(metadata),
                     position=self.first_seen.get(hit["_id"], ""))

@@ -53,9 +53,14 @@ def default_failures_path(cwd: Path | None = None) -> Path:
 
 
 def failure_record(item: SourceItem, *, doc_id: str | None, stage: str, reason: str) -> dict[str, Any]:
-    """One line of the failures file: enough to retry the item (``--retry-failures``)."""
+    """One line of the failures file: enough to retry the item (``--retry-failures``).
+
+    ``id`` is the document id when known; ``source_id`` the id the source gave (``None`` when the id
+    comes from the content, so a retry derives it again from the possibly fixed file).
+    """
     return {
         "id": doc_id if doc_id is not None else item.id,
+        "source_id": item.id,
         "location": item.location,
         "stage": stage,
         "reason": reason,
