@@ -17,8 +17,9 @@ from .state import LICENSE_TYPES, Cluster
 
 def main(argv: list[str] | None = None) -> int:
     """Parse options, start the server, block until a signal arrives. Returns the exit code."""
-    parser = argparse.ArgumentParser(prog="python -m tests.escluster",
-                                     description="An Elasticsearch 9.x compatible test cluster.")
+    parser = argparse.ArgumentParser(
+        prog="python -m tests.escluster", description="An Elasticsearch 9.x compatible test cluster."
+    )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=9200, help="0 picks a free port")
     parser.add_argument("--license", default="trial", choices=LICENSE_TYPES)
@@ -29,8 +30,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ml-memory-bytes", type=int, default=4 * 1024**3)
     args = parser.parse_args(argv)
 
-    cluster = Cluster(license=args.license, version=args.version, ml_nodes=args.ml_nodes,
-                      ml_memory_bytes=args.ml_memory_bytes)
+    cluster = Cluster(
+        license=args.license,
+        version=args.version,
+        ml_nodes=args.ml_nodes,
+        ml_memory_bytes=args.ml_memory_bytes,
+    )
     server = make_server(cluster, args.host, args.port, api_key=args.api_key, password=args.password)
     host, port = server.server_address[:2]
     stop = threading.Event()

@@ -39,25 +39,44 @@ _PROCESSORS: dict[str, tuple[set[str], set[str]]] = {
     "uppercase": ({"field"}, {"target_field", "ignore_missing"}),
     "trim": ({"field"}, {"target_field", "ignore_missing"}),
     "convert": ({"field", "type"}, {"target_field", "ignore_missing"}),
-    "json": ({"field"}, {"target_field", "add_to_root", "add_to_root_conflict_strategy", "allow_duplicate_keys",
-                         "strict_json_parsing"}),
+    "json": (
+        {"field"},
+        {
+            "target_field",
+            "add_to_root",
+            "add_to_root_conflict_strategy",
+            "allow_duplicate_keys",
+            "strict_json_parsing",
+        },
+    ),
     "split": ({"field", "separator"}, {"target_field", "ignore_missing", "preserve_trailing"}),
     "join": ({"field", "separator"}, {"target_field"}),
     "fail": ({"message"}, set()),
     "drop": (set(), set()),
     "pipeline": ({"name"}, {"ignore_missing_pipeline"}),
-    "inference": ({"model_id"}, {"input_output", "target_field", "field_map", "inference_config",
-                                 "ignore_missing"}),
+    "inference": (
+        {"model_id"},
+        {"input_output", "target_field", "field_map", "inference_config", "ignore_missing"},
+    ),
     "script": (set(), {"source", "id", "lang", "params"}),
 }
 _CONVERT_TYPES = ("integer", "long", "float", "double", "boolean", "string", "auto", "ip")
 _TEMPLATE = re.compile(r"\{\{\{\s*([^}]+?)\s*\}\}\}|\{\{\s*([^}]+?)\s*\}\}")
-_META = ("_index", "_id", "_routing", "_version", "_version_type", "_if_seq_no", "_if_primary_term",
-         "_dynamic_templates")
+_META = (
+    "_index",
+    "_id",
+    "_routing",
+    "_version",
+    "_version_type",
+    "_if_seq_no",
+    "_if_primary_term",
+    "_dynamic_templates",
+)
 
 
-def config_error(reason: str, processor_type: str | None = None, property_name: str | None = None,
-                 tag: str | None = None) -> ESError:
+def config_error(
+    reason: str, processor_type: str | None = None, property_name: str | None = None, tag: str | None = None
+) -> ESError:
     """A 400 ``parse_exception`` with the headers ES adds to pipeline configuration errors."""
     extra: dict[str, Any] = {}
     if tag is not None:
@@ -70,6 +89,7 @@ def config_error(reason: str, processor_type: str | None = None, property_name: 
 
 
 # ------------------------------------------------------------------------------------------ validation
+
 
 def validate_pipeline(body: Any) -> None:
     """Check a pipeline definition as ``PUT _ingest/pipeline/<id>`` does; raises 400 ``parse_exception``.
@@ -86,11 +106,13 @@ def validate_pipeline(body: Any) -> None:
         if key in body:
             procs = body[key]
             if not isinstance(procs, list):
-                raise config_error(f"[{key}] property isn't a list, but of type [{type(procs).__name__}]",
-                                   property_name=key)
+                raise config_error(
+                    f"[{key}] property isn't a list, but of type [{type(procs).__name__}]", property_name=key
+                )
             if key == "on_failure" and not procs:
-                raise config_error("pipeline [on_failure] processors list cannot be empty",
-                                   property_name="on_failure")
+                raise config_error(
+                    "pipeline [on_failure] processors list cannot be empty", property_name="on_failure"
+                )
             for proc in procs:
                 validate_processor(proc)
 
@@ -98,8 +120,10 @@ def validate_pipeline(body: Any) -> None:
 def validate_processor(proc: Any) -> None:
     """Check one ``{"type": {config}}`` processor entry (recursing into its ``on_failure``)."""
     if not isinstance(proc, dict) or len(proc) != 1:
-        raise config_error("Expected a single processor per entry but found " + str(len(proc) if isinstance(
-            proc, dict) else 0))
+        raise config_error(
+            "Expected a single processor per entry but found "
+            + str(len(proc) if isinstance(proc, dict) else 0)
+        )
     ptype, cfg = next(iter(proc.items()))
     if ptype not in _PROCESSORS:
         raise config_error(f"No processor type exists with name [{ptype}]", processor_type=ptype)
@@ -113,24 +137,34 @@ def validate_processor(proc: Any) -> None:
     unknown = sorted(k for k in cfg if k not in required | optional | _COMMON)
     if unknown:
         listed = ", ".join(unknown)
-        raise config_error(f"processor [{ptype}] doesn't support one or more provided configuration "
-                           f"parameters [{listed}]", ptype, None, tag)
+        raise config_error(
+            f"processor [{ptype}] doesn't support one or more provided configuration parameters [{listed}]",
+            ptype,
+            None,
+            tag,
+        )
     if ptype == "set":
         if "value" in cfg and "copy_from" in cfg:
-            raise config_error("[copy_from] cannot set both `copy_from` and `value` in the same processor",
-                               ptype, "copy_from", tag)
+            raise config_error(
+                "[copy_from] cannot set both `copy_from` and `value` in the same processor",
+                ptype,
+                "copy_from",
+                tag,
+            )
         if "value" not in cfg and "copy_from" not in cfg:
             raise config_error("[value] required property is missing", ptype, "value", tag)
     if ptype == "remove" and "field" not in cfg and "keep" not in cfg:
         raise config_error("[keep] or [field] must be specified", ptype, "keep", tag)
     if ptype == "convert" and cfg["type"] not in _CONVERT_TYPES:
-        raise config_error(f"[type] type [{cfg['type']}] not supported, cannot convert field.", ptype, "type", tag)
+        raise config_error(
+            f"[type] type [{cfg['type']}] not supported, cannot convert field.", ptype, "type", tag
+        )
     if ptype == "inference":
         _validate_inference(cfg, tag)
     if "on_failure" in cfg:
         handlers = cfg["on_failure"]
         if not isinstance(handlers, list) or not handlers:
-            raise config_error(f"[on_failure] processors list cannot be empty", ptype, "on_failure", tag)
+            raise config_error("[on_failure] processors list cannot be empty", ptype, "on_failure", tag)
         for handler in handlers:
             validate_processor(handler)
 
@@ -139,40 +173,64 @@ def _validate_inference(cfg: dict[str, Any], tag: str | None) -> None:
     if "input_output" not in cfg:
         return
     if "target_field" in cfg:
-        raise config_error("[target_field] option is incompatible with [input_output]. Use the [output_field] "
-                           "option to specify where to write the inference results to.", "inference",
-                           "target_field", tag)
+        raise config_error(
+            "[target_field] option is incompatible with [input_output]. Use the [output_field] "
+            "option to specify where to write the inference results to.",
+            "inference",
+            "target_field",
+            tag,
+        )
     if "field_map" in cfg:
-        raise config_error("[field_map] option is incompatible with [input_output]. Use the [input_field] "
-                           "option to specify the field to read the inference input from.", "inference",
-                           "field_map", tag)
+        raise config_error(
+            "[field_map] option is incompatible with [input_output]. Use the [input_field] "
+            "option to specify the field to read the inference input from.",
+            "inference",
+            "field_map",
+            tag,
+        )
     io = cfg["input_output"]
     items = io if isinstance(io, list) else [io]
     if not items:
-        raise config_error("[input_output] property cannot be empty at least one is required", "inference",
-                           "input_output", tag)
+        raise config_error(
+            "[input_output] property cannot be empty at least one is required",
+            "inference",
+            "input_output",
+            tag,
+        )
     for item in items:
         if not isinstance(item, dict) or "input_field" not in item:
             raise config_error("[input_field] required property is missing", "inference", "input_field", tag)
         if "output_field" not in item:
-            raise config_error("[output_field] required property is missing", "inference", "output_field", tag)
+            raise config_error(
+                "[output_field] required property is missing", "inference", "output_field", tag
+            )
 
 
 # ------------------------------------------------------------------------------------------- documents
 
-class IngestDocument:
-    """A document going through pipelines: ``source`` plus metadata (``_index``, ``_id``...) and ``_ingest``."""
 
-    def __init__(self, source: dict[str, Any], *, index: str | None, doc_id: str | None,
-                 version: Any = None, routing: str | None = None) -> None:
+class IngestDocument:
+    """A document in a pipeline: ``source``, metadata (``_index``, ``_id``...) and ``_ingest``."""
+
+    def __init__(
+        self,
+        source: dict[str, Any],
+        *,
+        index: str | None,
+        doc_id: str | None,
+        version: Any = None,
+        routing: str | None = None,
+    ) -> None:
         self.source = source
         self.meta: dict[str, Any] = {"_index": index, "_id": doc_id}
         if version is not None:
             self.meta["_version"] = version
         if routing is not None:
             self.meta["_routing"] = routing
-        now = _dt.datetime.now(_dt.timezone.utc)
-        self.ingest: dict[str, Any] = {"timestamp": now.isoformat(timespec="microseconds").replace("+00:00", "Z")}
+        now = _dt.datetime.now(_dt.UTC)
+        self.ingest: dict[str, Any] = {
+            "timestamp": now.isoformat(timespec="microseconds").replace("+00:00", "Z")
+        }
         self.executed: list[str] = []
 
     # -- paths
@@ -180,11 +238,11 @@ class IngestDocument:
         if path in _META:
             return self.meta, [path]
         if path.startswith("_ingest."):
-            return self.ingest, path[len("_ingest."):].split(".")
+            return self.ingest, path[len("_ingest.") :].split(".")
         if path == "_ingest":
             return {"_ingest": self.ingest}, ["_ingest"]
         if path.startswith("_source."):
-            path = path[len("_source."):]
+            path = path[len("_source.") :]
         return self.source, path.split(".")
 
     def has(self, path: str) -> bool:
@@ -203,8 +261,9 @@ class IngestDocument:
             elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
                 node = node[int(part)]
             else:
-                raise ESError(400, "illegal_argument_exception",
-                              f"field [{part}] not present as part of path [{path}]")
+                raise ESError(
+                    400, "illegal_argument_exception", f"field [{part}] not present as part of path [{path}]"
+                )
         return node
 
     def set(self, path: str, value: Any) -> None:
@@ -218,18 +277,24 @@ class IngestDocument:
             elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
                 node = node[int(part)]
             else:
-                raise ESError(400, "illegal_argument_exception",
-                              f"cannot set [{parts[-1]}] with parent object of type [{_java_type(node)}] as "
-                              f"part of path [{path}]")
+                raise ESError(
+                    400,
+                    "illegal_argument_exception",
+                    f"cannot set [{parts[-1]}] with parent object of type [{_java_type(node)}] as "
+                    f"part of path [{path}]",
+                )
         last = parts[-1]
         if isinstance(node, dict):
             node[last] = value
         elif isinstance(node, list) and last.isdigit() and int(last) < len(node):
             node[int(last)] = value
         else:
-            raise ESError(400, "illegal_argument_exception",
-                          f"cannot set [{last}] with parent object of type [{_java_type(node)}] as part of "
-                          f"path [{path}]")
+            raise ESError(
+                400,
+                "illegal_argument_exception",
+                f"cannot set [{last}] with parent object of type [{_java_type(node)}] as part of "
+                f"path [{path}]",
+            )
 
     def remove(self, path: str) -> None:
         root, parts = self._root_and_path(path)
@@ -240,15 +305,18 @@ class IngestDocument:
             elif isinstance(parent, list) and part.isdigit() and int(part) < len(parent):
                 parent = parent[int(part)]
             else:
-                raise ESError(400, "illegal_argument_exception",
-                              f"field [{part}] not present as part of path [{path}]")
+                raise ESError(
+                    400, "illegal_argument_exception", f"field [{part}] not present as part of path [{path}]"
+                )
         last = parts[-1]
         if isinstance(parent, dict) and last in parent:
             del parent[last]
         elif isinstance(parent, list) and last.isdigit() and int(last) < len(parent):
             del parent[int(last)]
         else:
-            raise ESError(400, "illegal_argument_exception", f"field [{last}] not present as part of path [{path}]")
+            raise ESError(
+                400, "illegal_argument_exception", f"field [{last}] not present as part of path [{path}]"
+            )
 
     def render(self, template: Any) -> Any:
         """Mustache-render a string (``{{x}}`` JSON-string-escaped, ``{{{x}}}`` raw); other values recurse."""
@@ -263,8 +331,11 @@ class IngestDocument:
             raw, escaped = match.group(1), match.group(2)
             name = (raw or escaped or "").strip()
             try:
-                value = self.get(name) if name not in ("_source", "_ingest") else (
-                    self.source if name == "_source" else self.ingest)
+                value = (
+                    self.get(name)
+                    if name not in ("_source", "_ingest")
+                    else (self.source if name == "_source" else self.ingest)
+                )
             except ESError:
                 return ""
             text = _to_text(value)
@@ -285,12 +356,18 @@ def _to_text(value: Any) -> str:
 
 
 def _java_type(value: Any) -> str:
-    return {bool: "java.lang.Boolean", int: "java.lang.Integer", float: "java.lang.Double",
-            str: "java.lang.String", list: "java.util.ArrayList", dict: "java.util.HashMap"}.get(
-        type(value), "null" if value is None else "java.lang.Object")
+    return {
+        bool: "java.lang.Boolean",
+        int: "java.lang.Integer",
+        float: "java.lang.Double",
+        str: "java.lang.String",
+        list: "java.util.ArrayList",
+        dict: "java.util.HashMap",
+    }.get(type(value), "null" if value is None else "java.lang.Object")
 
 
 # ------------------------------------------------------------------------------------------- execution
+
 
 class _Dropped(Exception):
     """Raised to stop everything when a ``drop`` processor runs."""
@@ -307,8 +384,9 @@ class ProcessorFailure(Exception):
         self.pipeline = pipeline
 
 
-def run_pipeline(pipelines: Mapping[str, dict[str, Any]], pipeline_id: str, doc: IngestDocument, *,
-                 infer: Infer | None) -> bool:
+def run_pipeline(
+    pipelines: Mapping[str, dict[str, Any]], pipeline_id: str, doc: IngestDocument, *, infer: Infer | None
+) -> bool:
     """Run pipeline ``pipeline_id`` on ``doc`` in place; returns False when a ``drop`` processor dropped it.
 
     Raises ``ESError`` (the failing processor's error) when a failure is not handled by ``on_failure``
@@ -328,8 +406,14 @@ def run_pipeline(pipelines: Mapping[str, dict[str, Any]], pipeline_id: str, doc:
     return True
 
 
-def run_inline(pipeline: dict[str, Any], doc: IngestDocument, *, pipelines: Mapping[str, dict[str, Any]],
-               infer: Infer | None, pipeline_id: str = "_simulate_pipeline") -> bool:
+def run_inline(
+    pipeline: dict[str, Any],
+    doc: IngestDocument,
+    *,
+    pipelines: Mapping[str, dict[str, Any]],
+    infer: Infer | None,
+    pipeline_id: str = "_simulate_pipeline",
+) -> bool:
     """Like :func:`run_pipeline` for a pipeline body not stored under an id (``_simulate``)."""
     runner = _Runner({**pipelines, pipeline_id: pipeline}, infer)
     try:
@@ -351,7 +435,9 @@ class _Runner:
             raise ESError(500, "illegal_state_exception", f"Cycle detected for pipeline: {pipeline_id}")
         body = self.pipelines.get(pipeline_id)
         if body is None:
-            raise ESError(400, "illegal_argument_exception", f"pipeline with id [{pipeline_id}] does not exist")
+            raise ESError(
+                400, "illegal_argument_exception", f"pipeline with id [{pipeline_id}] does not exist"
+            )
         stack = stack + [pipeline_id]
         doc.executed.append(pipeline_id)
         try:
@@ -364,10 +450,18 @@ class _Runner:
             # Pipeline-level on_failure ends the pipeline after the handlers ran.
             self.with_failure_metadata(doc, failure, handlers, stack)
 
-    def with_failure_metadata(self, doc: IngestDocument, failure: ProcessorFailure,
-                              handlers: list[dict[str, Any]], stack: list[str]) -> None:
-        saved = {k: doc.ingest.get(k) for k in ("on_failure_message", "on_failure_processor_type",
-                                                 "on_failure_processor_tag", "on_failure_pipeline")}
+    def with_failure_metadata(
+        self, doc: IngestDocument, failure: ProcessorFailure, handlers: list[dict[str, Any]], stack: list[str]
+    ) -> None:
+        saved = {
+            k: doc.ingest.get(k)
+            for k in (
+                "on_failure_message",
+                "on_failure_processor_type",
+                "on_failure_processor_tag",
+                "on_failure_pipeline",
+            )
+        }
         doc.ingest["on_failure_message"] = failure.error.reason
         doc.ingest["on_failure_processor_type"] = failure.processor_type
         doc.ingest["on_failure_processor_tag"] = failure.tag
@@ -454,30 +548,41 @@ class _Runner:
             items.append(value)
         doc.set(field, items)
 
-    def _string_op(self, cfg: dict[str, Any], doc: IngestDocument, ptype: str, op: Callable[[str], str]) -> None:
+    def _string_op(
+        self, cfg: dict[str, Any], doc: IngestDocument, ptype: str, op: Callable[[str], str]
+    ) -> None:
         field = doc.render(cfg["field"])
         if not doc.has(field) or doc.get(field) is None:
             if cfg.get("ignore_missing") in (True, "true"):
                 return
             if not doc.has(field):
-                raise ESError(400, "illegal_argument_exception",
-                              f"field [{field.split('.')[-1]}] not present as part of path [{field}]")
+                raise ESError(
+                    400,
+                    "illegal_argument_exception",
+                    f"field [{field.split('.')[-1]}] not present as part of path [{field}]",
+                )
             raise ESError(400, "illegal_argument_exception", f"field [{field}] is null, cannot process it.")
         value = doc.get(field)
         if isinstance(value, list):
             out = []
             for item in value:
                 if not isinstance(item, str):
-                    raise ESError(400, "illegal_argument_exception",
-                                  f"value [{_to_text(item)}] of type [{_java_type(item)}] in list field [{field}] "
-                                  f"cannot be cast to [java.lang.String]")
+                    raise ESError(
+                        400,
+                        "illegal_argument_exception",
+                        f"value [{_to_text(item)}] of type [{_java_type(item)}] in list field [{field}] "
+                        f"cannot be cast to [java.lang.String]",
+                    )
                 out.append(op(item))
             result: Any = out
         elif isinstance(value, str):
             result = op(value)
         else:
-            raise ESError(400, "illegal_argument_exception",
-                          f"field [{field}] of type [{_java_type(value)}] cannot be cast to [java.lang.String]")
+            raise ESError(
+                400,
+                "illegal_argument_exception",
+                f"field [{field}] of type [{_java_type(value)}] cannot be cast to [java.lang.String]",
+            )
         doc.set(doc.render(cfg.get("target_field", field)), result)
 
     def p_lowercase(self, cfg: dict[str, Any], doc: IngestDocument, stack: list[str]) -> None:
@@ -495,10 +600,16 @@ class _Runner:
             if cfg.get("ignore_missing") in (True, "true"):
                 return
             if doc.has(field):
-                raise ESError(400, "illegal_argument_exception", f"Field [{field}] is null, cannot be converted "
-                              f"to type [{cfg['type']}]")
-            raise ESError(400, "illegal_argument_exception",
-                          f"field [{field.split('.')[-1]}] not present as part of path [{field}]")
+                raise ESError(
+                    400,
+                    "illegal_argument_exception",
+                    f"Field [{field}] is null, cannot be converted to type [{cfg['type']}]",
+                )
+            raise ESError(
+                400,
+                "illegal_argument_exception",
+                f"field [{field.split('.')[-1]}] not present as part of path [{field}]",
+            )
         value = doc.get(field)
         kind = cfg["type"]
         result = [_convert(v, kind) for v in value] if isinstance(value, list) else _convert(value, kind)
@@ -510,12 +621,14 @@ class _Runner:
         try:
             parsed = json.loads(raw) if isinstance(raw, str) else raw
         except json.JSONDecodeError as exc:
-            raise ESError(400, "illegal_argument_exception", f"com.fasterxml.jackson.core.JsonParseException: "
-                          f"{exc}") from None
+            raise ESError(
+                400, "illegal_argument_exception", f"com.fasterxml.jackson.core.JsonParseException: {exc}"
+            ) from None
         if cfg.get("add_to_root") in (True, "true"):
             if not isinstance(parsed, dict):
-                raise ESError(400, "illegal_argument_exception",
-                              "cannot add non-map fields to root of document")
+                raise ESError(
+                    400, "illegal_argument_exception", "cannot add non-map fields to root of document"
+                )
             doc.source.update(parsed)
         else:
             doc.set(doc.render(cfg.get("target_field", field)), parsed)
@@ -528,8 +641,11 @@ class _Runner:
             raise ESError(400, "illegal_argument_exception", f"field [{field}] is null, cannot split.")
         value = doc.get(field)
         if not isinstance(value, str):
-            raise ESError(400, "illegal_argument_exception",
-                          f"field [{field}] of type [{_java_type(value)}] cannot be cast to [java.lang.String]")
+            raise ESError(
+                400,
+                "illegal_argument_exception",
+                f"field [{field}] of type [{_java_type(value)}] cannot be cast to [java.lang.String]",
+            )
         parts = re.split(cfg["separator"], value)
         if cfg.get("preserve_trailing") not in (True, "true"):
             while parts and parts[-1] == "":
@@ -540,8 +656,11 @@ class _Runner:
         field = doc.render(cfg["field"])
         value = doc.get(field)
         if not isinstance(value, list):
-            raise ESError(400, "illegal_argument_exception",
-                          f"field [{field}] of type [{_java_type(value)}] cannot be cast to [java.util.List]")
+            raise ESError(
+                400,
+                "illegal_argument_exception",
+                f"field [{field}] of type [{_java_type(value)}] cannot be cast to [java.util.List]",
+            )
         doc.set(doc.render(cfg.get("target_field", field)), cfg["separator"].join(_to_text(v) for v in value))
 
     def p_fail(self, cfg: dict[str, Any], doc: IngestDocument, stack: list[str]) -> None:
@@ -558,8 +677,11 @@ class _Runner:
         if name not in self.pipelines:
             if cfg.get("ignore_missing_pipeline") in (True, "true"):
                 return
-            raise ESError(400, "illegal_argument_exception",
-                          f"Pipeline processor configured for non-existent pipeline [{name}]")
+            raise ESError(
+                400,
+                "illegal_argument_exception",
+                f"Pipeline processor configured for non-existent pipeline [{name}]",
+            )
         self.pipeline(name, doc, stack)
 
     def p_inference(self, cfg: dict[str, Any], doc: IngestDocument, stack: list[str]) -> None:
@@ -575,17 +697,23 @@ class _Runner:
                 if not doc.has(source) or doc.get(source) is None:
                     if ignore_missing:
                         continue
-                    raise ESError(400, "illegal_argument_exception",
-                                  f"input field [{source}] does not exist in the source document")
+                    raise ESError(
+                        400,
+                        "illegal_argument_exception",
+                        f"input field [{source}] does not exist in the source document",
+                    )
                 value = doc.get(source)
                 if not isinstance(value, str):
-                    raise ESError(400, "illegal_argument_exception",
-                                  f"input value [{_to_text(value)}] of type [{_java_type(value)}] is not a string")
+                    raise ESError(
+                        400,
+                        "illegal_argument_exception",
+                        f"input value [{_to_text(value)}] of type [{_java_type(value)}] is not a string",
+                    )
                 todo.append((value, item["output_field"]))
             if not todo:
                 return
             vectors = self.infer(model_id, [text for text, _ in todo])
-            for (_, target), vector in zip(todo, vectors):
+            for (_, target), vector in zip(todo, vectors, strict=True):
                 doc.set(target, vector)
             return
         target = cfg.get("target_field") or ("ml.inference" + (f".{cfg['tag']}" if cfg.get("tag") else ""))
@@ -599,9 +727,11 @@ class _Runner:
             if ignore_missing:
                 return
             wanted = next(iter(field_map), "text_field")
-            raise ESError(400, "status_exception",
-                          f"Input field [{field_map.get(wanted, 'text_field')}] does not exist in the source "
-                          f"document")
+            raise ESError(
+                400,
+                "status_exception",
+                f"Input field [{field_map.get(wanted, 'text_field')}] does not exist in the source document",
+            )
         vector = self.infer(model_id, [_to_text(text)])[0]
         doc.set(f"{target}.predicted_value", vector)
         doc.set(f"{target}.model_id", model_id)
@@ -626,8 +756,11 @@ def _convert(value: Any, kind: str) -> Any:
                 return value
             if text.lower() in ("true", "false"):
                 return text.lower() == "true"
-            raise ESError(400, "illegal_argument_exception",
-                          f"[{text}] is not a boolean value, cannot convert to boolean")
+            raise ESError(
+                400,
+                "illegal_argument_exception",
+                f"[{text}] is not a boolean value, cannot convert to boolean",
+            )
         if kind in ("string", "ip"):
             return text
         if kind == "auto":

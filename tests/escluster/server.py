@@ -28,8 +28,12 @@ from .state import Cluster
 
 Handler = Callable[..., Any]
 _COMPAT = re.compile(r"compatible-with\s*=\s*(\d+)")
-_JSON_TYPES = ("application/json", "application/vnd.elasticsearch+json", "application/x-ndjson",
-               "application/vnd.elasticsearch+x-ndjson")
+_JSON_TYPES = (
+    "application/json",
+    "application/vnd.elasticsearch+json",
+    "application/x-ndjson",
+    "application/vnd.elasticsearch+x-ndjson",
+)
 
 
 @dataclass
@@ -53,8 +57,9 @@ class Request:
                     self._json = json.loads(self.raw)
                 except (json.JSONDecodeError, UnicodeDecodeError) as exc:
                     line, col = getattr(exc, "lineno", 1), getattr(exc, "colno", 1)
-                    raise ESError(400, "x_content_parse_exception",
-                                  f"[{line}:{col}] {getattr(exc, 'msg', str(exc))}") from None
+                    raise ESError(
+                        400, "x_content_parse_exception", f"[{line}:{col}] {getattr(exc, 'msg', str(exc))}"
+                    ) from None
         return self._json
 
     def require_body(self) -> Any:
@@ -65,6 +70,7 @@ class Request:
 
 
 # ------------------------------------------------------------------------------------------------ routes
+
 
 class Router:
     """Path patterns with ``{name}`` segments; literal segments win over variables, like ES's trie."""
@@ -83,7 +89,7 @@ class Router:
                 continue
             values: dict[str, str] = {}
             key = []
-            for seg, part in zip(pattern, parts):
+            for seg, part in zip(pattern, parts, strict=True):
                 if seg.startswith("{"):
                     values[seg[1:-1]] = part
                     key.append(0)
@@ -111,13 +117,23 @@ def build_router(cluster: Cluster) -> Router:
     c = cluster
 
     def info(req: Request) -> Any:
-        return {"name": "node-0", "cluster_name": c.cluster_name, "cluster_uuid": c.cluster_uuid,
-                "version": {"number": c.version, "build_flavor": "default", "build_type": "tar",
-                            "build_hash": "0" * 40, "build_date": "2025-10-01T00:00:00.000000000Z",
-                            "build_snapshot": False, "lucene_version": "10.3.1",
-                            "minimum_wire_compatibility_version": "8.19.0",
-                            "minimum_index_compatibility_version": "8.0.0"},
-                "tagline": "You Know, for Search"}
+        return {
+            "name": "node-0",
+            "cluster_name": c.cluster_name,
+            "cluster_uuid": c.cluster_uuid,
+            "version": {
+                "number": c.version,
+                "build_flavor": "default",
+                "build_type": "tar",
+                "build_hash": "0" * 40,
+                "build_date": "2025-10-01T00:00:00.000000000Z",
+                "build_snapshot": False,
+                "lucene_version": "10.3.1",
+                "minimum_wire_compatibility_version": "8.19.0",
+                "minimum_index_compatibility_version": "8.0.0",
+            },
+            "tagline": "You Know, for Search",
+        }
 
     r.add("GET,HEAD", "/", info)
 
@@ -145,23 +161,44 @@ def build_router(cluster: Cluster) -> Router:
         stats = "stats" in (a, b)
         nodes = {}
         for n in c.nodes():
-            node: dict[str, Any] = {"name": n["name"], "transport_address": "127.0.0.1:9300", "host": "127.0.0.1",
-                                    "ip": "127.0.0.1", "roles": n["roles"], "attributes": n["attributes"]}
+            node: dict[str, Any] = {
+                "name": n["name"],
+                "transport_address": "127.0.0.1:9300",
+                "host": "127.0.0.1",
+                "ip": "127.0.0.1",
+                "roles": n["roles"],
+                "attributes": n["attributes"],
+            }
             memory = {"total_in_bytes": c.ml_memory_bytes, "free_in_bytes": c.ml_memory_bytes // 2}
             heap = {"heap_max_in_bytes": c.ml_memory_bytes // 2}
             if stats:
-                node.update({"timestamp": int(time.time() * 1000), "os": {"mem": memory},
-                             "jvm": {"mem": heap}})
+                node.update(
+                    {"timestamp": int(time.time() * 1000), "os": {"mem": memory}, "jvm": {"mem": heap}}
+                )
             else:
-                node.update({"version": c.version, "build_flavor": "default", "build_type": "tar",
-                             "build_hash": "0" * 40, "total_indexing_buffer": 53687091,
-                             "os": {"name": "Linux", "arch": "amd64", "available_processors": 16,
-                                    "allocated_processors": 4},
-                             "jvm": {"mem": heap}})
+                node.update(
+                    {
+                        "version": c.version,
+                        "build_flavor": "default",
+                        "build_type": "tar",
+                        "build_hash": "0" * 40,
+                        "total_indexing_buffer": 53687091,
+                        "os": {
+                            "name": "Linux",
+                            "arch": "amd64",
+                            "available_processors": 16,
+                            "allocated_processors": 4,
+                        },
+                        "jvm": {"mem": heap},
+                    }
+                )
             nodes[n["id"]] = node
         total = len(nodes)
-        return {"_nodes": {"total": total, "successful": total, "failed": 0}, "cluster_name": c.cluster_name,
-                "nodes": nodes}
+        return {
+            "_nodes": {"total": total, "successful": total, "failed": 0},
+            "cluster_name": c.cluster_name,
+            "nodes": nodes,
+        }
 
     r.add("GET", "/_nodes", nodes_info)
     r.add("GET", "/_nodes/{a}", nodes_info)
@@ -176,12 +213,20 @@ def build_router(cluster: Cluster) -> Router:
 
     def xpack(req: Request) -> Any:
         paid = c.license_type != "basic"
-        return {"build": {"hash": "0" * 40, "date": "2025-10-01T00:00:00.000Z"},
-                "license": {"uid": c.license_uid, "type": c.license_type, "mode": c.license_type,
-                            "status": "active"},
-                "features": {"ml": {"available": paid, "enabled": True},
-                             "security": {"available": True, "enabled": False}},
-                "tagline": "You know, for X"}
+        return {
+            "build": {"hash": "0" * 40, "date": "2025-10-01T00:00:00.000Z"},
+            "license": {
+                "uid": c.license_uid,
+                "type": c.license_type,
+                "mode": c.license_type,
+                "status": "active",
+            },
+            "features": {
+                "ml": {"available": paid, "enabled": True},
+                "security": {"available": True, "enabled": False},
+            },
+            "tagline": "You know, for X",
+        }
 
     r.add("GET", "/_xpack", xpack)
 
@@ -207,7 +252,9 @@ def build_router(cluster: Cluster) -> Router:
     r.add("GET", "/_settings", lambda req: c.get_settings(None, None, req.params))
     r.add("GET", "/_settings/{name}", lambda req, name: c.get_settings(None, name, req.params))
     r.add("GET", "/{index}/_settings", lambda req, index: c.get_settings(index, None, req.params))
-    r.add("GET", "/{index}/_settings/{name}", lambda req, index, name: c.get_settings(index, name, req.params))
+    r.add(
+        "GET", "/{index}/_settings/{name}", lambda req, index, name: c.get_settings(index, name, req.params)
+    )
     r.add("PUT", "/_settings", lambda req: c.put_settings(None, req.require_body()))
     r.add("PUT", "/{index}/_settings", lambda req, index: c.put_settings(index, req.require_body()))
 
@@ -231,30 +278,54 @@ def build_router(cluster: Cluster) -> Router:
         r.add("HEAD", pattern, head_alias)
 
     # -- templates
-    r.add("PUT,POST", "/_index_template/{name}",
-          lambda req, name: c.put_index_template(name, req.require_body(), req.params))
+    r.add(
+        "PUT,POST",
+        "/_index_template/{name}",
+        lambda req, name: c.put_index_template(name, req.require_body(), req.params),
+    )
     r.add("GET", "/_index_template", lambda req: c.get_index_templates(None))
     r.add("GET", "/_index_template/{name}", lambda req, name: c.get_index_templates(name))
     r.add("DELETE", "/_index_template/{name}", lambda req, name: c.delete_index_template(name))
-    r.add("HEAD", "/_index_template/{name}",
-          lambda req, name: (200 if _exists(lambda: c.get_index_templates(name)["index_templates"]) else 404, None))
-    r.add("PUT,POST", "/_component_template/{name}",
-          lambda req, name: c.put_component_template(name, req.require_body(), req.params))
+    r.add(
+        "HEAD",
+        "/_index_template/{name}",
+        lambda req, name: (
+            200 if _exists(lambda: c.get_index_templates(name)["index_templates"]) else 404,
+            None,
+        ),
+    )
+    r.add(
+        "PUT,POST",
+        "/_component_template/{name}",
+        lambda req, name: c.put_component_template(name, req.require_body(), req.params),
+    )
     r.add("GET", "/_component_template", lambda req: c.get_component_templates(None))
     r.add("GET", "/_component_template/{name}", lambda req, name: c.get_component_templates(name))
     r.add("DELETE", "/_component_template/{name}", lambda req, name: c.delete_component_template(name))
-    r.add("HEAD", "/_component_template/{name}",
-          lambda req, name: (200 if _exists(lambda: c.get_component_templates(name)["component_templates"])
-                             else 404, None))
+    r.add(
+        "HEAD",
+        "/_component_template/{name}",
+        lambda req, name: (
+            200 if _exists(lambda: c.get_component_templates(name)["component_templates"]) else 404,
+            None,
+        ),
+    )
 
     # -- ingest
     r.add("PUT", "/_ingest/pipeline/{id}", lambda req, id: c.put_pipeline(id, req.require_body()))
     r.add("GET", "/_ingest/pipeline", lambda req: c.get_pipelines(None))
     r.add("GET", "/_ingest/pipeline/{id}", lambda req, id: c.get_pipelines(id))
     r.add("DELETE", "/_ingest/pipeline/{id}", lambda req, id: c.delete_pipeline(id))
-    r.add("GET,POST", "/_ingest/pipeline/_simulate", lambda req: c.simulate(None, req.require_body(), req.params))
-    r.add("GET,POST", "/_ingest/pipeline/{id}/_simulate",
-          lambda req, id: c.simulate(id, req.require_body(), req.params))
+    r.add(
+        "GET,POST",
+        "/_ingest/pipeline/_simulate",
+        lambda req: c.simulate(None, req.require_body(), req.params),
+    )
+    r.add(
+        "GET,POST",
+        "/_ingest/pipeline/{id}/_simulate",
+        lambda req, id: c.simulate(id, req.require_body(), req.params),
+    )
 
     # -- documents
     def bulk(req: Request, index: str | None = None) -> Any:
@@ -267,11 +338,21 @@ def build_router(cluster: Cluster) -> Router:
         op = "create" if create or req.params.get("op_type") == "create" else "index"
         body = req.body()
         if body is None:
-            raise ESError(400, "action_request_validation_exception", "Validation Failed: 1: source is missing;")
-        return c.write(op, index, id, body, pipeline=req.params.get("pipeline"), refresh=req.params.get("refresh"),
-                       require_alias=req.params.get("require_alias") == "true",
-                       if_seq_no=req.params.get("if_seq_no"), if_primary_term=req.params.get("if_primary_term"),
-                       routing=req.params.get("routing"))
+            raise ESError(
+                400, "action_request_validation_exception", "Validation Failed: 1: source is missing;"
+            )
+        return c.write(
+            op,
+            index,
+            id,
+            body,
+            pipeline=req.params.get("pipeline"),
+            refresh=req.params.get("refresh"),
+            require_alias=req.params.get("require_alias") == "true",
+            if_seq_no=req.params.get("if_seq_no"),
+            if_primary_term=req.params.get("if_primary_term"),
+            routing=req.params.get("routing"),
+        )
 
     r.add("PUT,POST", "/{index}/_doc/{id}", index_doc)
     r.add("POST", "/{index}/_doc", index_doc)
@@ -298,26 +379,37 @@ def build_router(cluster: Cluster) -> Router:
     r.add("GET", "/{index}/_doc/{id}", get_doc)
     r.add("HEAD", "/{index}/_doc/{id}", head_doc)
     r.add("GET", "/{index}/_source/{id}", get_source)
-    r.add("DELETE", "/{index}/_doc/{id}",
-          lambda req, index, id: c.write("delete", index, id, None, refresh=req.params.get("refresh")))
-    r.add("POST", "/{index}/_update/{id}",
-          lambda req, index, id: c.write("update", index, id, None, refresh=req.params.get("refresh"),
-                                         update_body=req.require_body()))
+    r.add(
+        "DELETE",
+        "/{index}/_doc/{id}",
+        lambda req, index, id: c.write("delete", index, id, None, refresh=req.params.get("refresh")),
+    )
+    r.add(
+        "POST",
+        "/{index}/_update/{id}",
+        lambda req, index, id: c.write(
+            "update", index, id, None, refresh=req.params.get("refresh"), update_body=req.require_body()
+        ),
+    )
 
     # -- search (delegated)
     def do_search(req: Request, index: str | None = None) -> Any:
         from . import search as search_mod
 
         views = c.views(index, req.params)
-        return search_mod.search(views, req.body() or {}, req.params, license_type=c.license_type,
-                                 embed_text=c.embed_text)
+        return search_mod.search(
+            views, req.body() or {}, req.params, license_type=c.license_type, embed_text=c.embed_text
+        )
 
     def do_count(req: Request, index: str | None = None) -> Any:
         from . import search as search_mod
 
         views = c.views(index, req.params)
         n = search_mod.count(views, req.body())
-        return {"count": n, "_shards": {"total": len(views), "successful": len(views), "skipped": 0, "failed": 0}}
+        return {
+            "count": n,
+            "_shards": {"total": len(views), "successful": len(views), "skipped": 0, "failed": 0},
+        }
 
     r.add("GET,POST", "/_search", do_search)
     r.add("GET,POST", "/{index}/_search", do_search)
@@ -333,7 +425,11 @@ def build_router(cluster: Cluster) -> Router:
             c.faults.add(body)
         elif req.method == "DELETE":
             c.faults.clear()
-        return {"acknowledged": True, "pending": c.faults.describe()} if req.method != "GET" else c.faults.describe()
+        return (
+            {"acknowledged": True, "pending": c.faults.describe()}
+            if req.method != "GET"
+            else c.faults.describe()
+        )
 
     r.add("GET,POST,DELETE", "/_test/faults", faults)
     r.add("GET", "/_test/config", lambda req: c.config())
@@ -356,9 +452,12 @@ def _time_s(text: str) -> float:
                 return float(text[: -len(unit)]) * factor
             except ValueError:
                 break
-    raise ESError(400, "illegal_argument_exception",
-                  f"failed to parse setting [timeout] with value [{text}] as a time value: unit is missing or "
-                  f"unrecognized")
+    raise ESError(
+        400,
+        "illegal_argument_exception",
+        f"failed to parse setting [timeout] with value [{text}] as a time value: unit is missing or "
+        f"unrecognized",
+    )
 
 
 def _filter_doc_source(source: dict[str, Any], params: dict[str, str], idx: Any, version: str) -> Any:
@@ -373,8 +472,11 @@ def _filter_doc_source(source: dict[str, Any], params: dict[str, str], idx: Any,
         includes += [p for p in flag.split(",") if p]
     excludes = [p for p in (params.get("_source_excludes") or "").split(",") if p]
     major_minor = tuple(int(x) for x in (version.split(".") + ["0"])[:2] if x.isdigit())
-    if (major_minor >= (9, 2) and params.get("_source_exclude_vectors") != "false"
-            and str(idx.settings.get("index.mapping.exclude_source_vectors", "true")) != "false"):
+    if (
+        major_minor >= (9, 2)
+        and params.get("_source_exclude_vectors") != "false"
+        and str(idx.settings.get("index.mapping.exclude_source_vectors", "true")) != "false"
+    ):
         excludes += list(mapped_vector_fields(idx.mappings))
     if not includes and not excludes:
         return source
@@ -387,7 +489,9 @@ def _filter(node: dict[str, Any], includes: list[str], excludes: list[str], pref
         path = prefix + key
         if any(fnmatch.fnmatchcase(path, e) for e in excludes):
             continue
-        included = not includes or any(fnmatch.fnmatchcase(path, i) or i.startswith(path + ".") for i in includes)
+        included = not includes or any(
+            fnmatch.fnmatchcase(path, i) or i.startswith(path + ".") for i in includes
+        )
         full_match = not includes or any(fnmatch.fnmatchcase(path, i) for i in includes)
         if not included:
             continue
@@ -400,6 +504,7 @@ def _filter(node: dict[str, Any], includes: list[str], excludes: list[str], pref
 
 
 # ------------------------------------------------------------------------------------------- filter_path
+
 
 def apply_filter_path(body: Any, filter_path: str) -> Any:
     """ES ``filter_path``: comma-separated dotted paths with ``*`` / ``**``; ``-path`` excludes.
@@ -439,7 +544,7 @@ def _include(node: Any, patterns: list[list[str]]) -> Any:
         for p in patterns:
             head = p[0]
             if head == "**":
-                nxt.append(p)            # ** keeps matching deeper
+                nxt.append(p)  # ** keeps matching deeper
                 if len(p) > 1 and fnmatch.fnmatchcase(key, p[1]):
                     nxt.append(p[2:])
                 elif len(p) == 1:
@@ -470,14 +575,21 @@ def _exclude(node: Any, patterns: list[list[str]]) -> Any:
 
 # ---------------------------------------------------------------------------------------------- handler
 
+
 class ESServer(ThreadingHTTPServer):
     """The HTTP server; carries the cluster, its router and the optional credentials."""
 
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, address: tuple[str, int], cluster: Cluster, *, api_key: str | None = None,
-                 password: str | None = None) -> None:
+    def __init__(
+        self,
+        address: tuple[str, int],
+        cluster: Cluster,
+        *,
+        api_key: str | None = None,
+        password: str | None = None,
+    ) -> None:
         super().__init__(address, _RequestHandler)
         self.cluster = cluster
         self.router = build_router(cluster)
@@ -576,13 +688,18 @@ class _RequestHandler(BaseHTTPRequestHandler):
         if not versions:
             return None
         if len(versions) > 1 or not versions <= {8, 9}:
-            return ESError(400, "media_type_header_exception",
-                           "Invalid media-type value on headers [Accept, Content-Type]",
-                           caused_by={"type": "status_exception",
-                                      "reason": "A compatible version is required on both Content-Type and Accept "
-                                                "headers if either one has requested a compatible version and the "
-                                                "compatible versions must match. Accept="
-                                                f"{headers.get('accept')}, Content-Type={headers.get('content-type')}"})
+            return ESError(
+                400,
+                "media_type_header_exception",
+                "Invalid media-type value on headers [Accept, Content-Type]",
+                caused_by={
+                    "type": "status_exception",
+                    "reason": "A compatible version is required on both Content-Type and Accept "
+                    "headers if either one has requested a compatible version and the "
+                    "compatible versions must match. Accept="
+                    f"{headers.get('accept')}, Content-Type={headers.get('content-type')}",
+                },
+            )
         return versions.pop()
 
     def _check_content_type(self, headers: dict[str, str], raw: bytes) -> None:
@@ -599,23 +716,32 @@ class _RequestHandler(BaseHTTPRequestHandler):
             return
         auth = headers.get("authorization")
         if auth is None:
-            raise ESError(401, "security_exception", f"missing authentication credentials for REST request [{path}]",
-                          header={"WWW-Authenticate": ['Basic realm="security", charset="UTF-8"', "ApiKey"]})
+            raise ESError(
+                401,
+                "security_exception",
+                f"missing authentication credentials for REST request [{path}]",
+                header={"WWW-Authenticate": ['Basic realm="security", charset="UTF-8"', "ApiKey"]},
+            )
         ok = False
         if srv.api_key is not None and auth == f"ApiKey {srv.api_key}":
             ok = True
         if srv.password is not None and auth.startswith("Basic "):
             import base64
+
             try:
                 user, _, password = base64.b64decode(auth[6:]).decode().partition(":")
                 ok = ok or (user == "elastic" and password == srv.password)
             except ValueError:
                 pass
         if not ok:
-            raise ESError(401, "security_exception",
-                          "unable to authenticate with provided credentials and anonymous access is not allowed for "
-                          "this request", additional_unsuccessful_credentials="API key: invalid API key",
-                          header={"WWW-Authenticate": ['Basic realm="security", charset="UTF-8"', "ApiKey"]})
+            raise ESError(
+                401,
+                "security_exception",
+                "unable to authenticate with provided credentials and anonymous access is not allowed for "
+                "this request",
+                additional_unsuccessful_credentials="API key: invalid API key",
+                header={"WWW-Authenticate": ['Basic realm="security", charset="UTF-8"', "ApiKey"]},
+            )
 
     def _dispatch(self, req: Request) -> tuple[int, Any]:
         parts = [unquote(p) for p in req.path.split("/") if p]
@@ -623,14 +749,19 @@ class _RequestHandler(BaseHTTPRequestHandler):
             ml = self.server.cluster.ml
             if ml is None:
                 raise self._no_handler(req)
-            status, body = ml.handle(req.method if req.method != "HEAD" else "GET", parts[1:], req.params,
-                                     req.body())
+            status, body = ml.handle(
+                req.method if req.method != "HEAD" else "GET", parts[1:], req.params, req.body()
+            )
             return status, body
         handler, values, allowed = self.server.router.match(req.method, parts)
         if handler is None:
             if allowed:
-                raise _PlainError(405, f"Incorrect HTTP method for uri [{req.path}] and method [{req.method}], "
-                                       f"allowed: [{', '.join(sorted(allowed))}]", allow=sorted(allowed))
+                raise _PlainError(
+                    405,
+                    f"Incorrect HTTP method for uri [{req.path}] and method [{req.method}], "
+                    f"allowed: [{', '.join(sorted(allowed))}]",
+                    allow=sorted(allowed),
+                )
             raise self._no_handler(req)
         result = handler(req, **values)
         if isinstance(result, tuple):
@@ -639,8 +770,11 @@ class _RequestHandler(BaseHTTPRequestHandler):
 
     @staticmethod
     def _no_handler(req: Request) -> ESError:
-        return ESError(400, "illegal_argument_exception",
-                       f"no handler found for uri [{req.path}] and method [{req.method}]")
+        return ESError(
+            400,
+            "illegal_argument_exception",
+            f"no handler found for uri [{req.path}] and method [{req.method}]",
+        )
 
     def _send(self, status: int, body: Any, params: dict[str, str], compat: Any, path: str) -> None:
         extra_headers: dict[str, str] = {}
@@ -655,12 +789,16 @@ class _RequestHandler(BaseHTTPRequestHandler):
             payload = b""
         else:
             indent = 2 if params.get("pretty") not in (None, "false") else None
-            payload = json.dumps(body, ensure_ascii=False, indent=indent,
-                                 separators=None if indent else (",", ":")).encode("utf-8")
+            payload = json.dumps(
+                body, ensure_ascii=False, indent=indent, separators=None if indent else (",", ":")
+            ).encode("utf-8")
             if indent:
                 payload += b"\n"
-        ctype = ("application/vnd.elasticsearch+json;compatible-with=" + str(compat)) if isinstance(compat, int) \
+        ctype = (
+            ("application/vnd.elasticsearch+json;compatible-with=" + str(compat))
+            if isinstance(compat, int)
             else "application/json"
+        )
         self.send_response(status)
         self.send_header("X-Elastic-Product", "Elasticsearch")
         self.send_header("Content-Type", ctype)
@@ -697,8 +835,14 @@ class _PlainError(ESError):
         return _PlainBody({"error": self.reason, "status": self.status}, headers)
 
 
-def make_server(cluster: Cluster, host: str = "127.0.0.1", port: int = 0, *, api_key: str | None = None,
-                password: str | None = None) -> ESServer:
+def make_server(
+    cluster: Cluster,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    *,
+    api_key: str | None = None,
+    password: str | None = None,
+) -> ESServer:
     """A server bound to ``host:port`` (0 = ephemeral) for ``cluster``; call ``serve_forever()`` to run it.
 
     Example::

@@ -21,7 +21,6 @@ import os
 import threading
 import time
 import uuid as _uuid
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -30,32 +29,93 @@ from .errors import ESError, not_found_index
 from .mapping import merge_mappings, normalize_mappings, parse_document
 
 LICENSE_TYPES = ("basic", "trial", "gold", "platinum", "enterprise")
-_INVALID_NAME_CHARS = ['\\', '/', '*', '?', '"', '<', '>', '|', ' ', ',', '#', ':']
+_INVALID_NAME_CHARS = ["\\", "/", "*", "?", '"', "<", ">", "|", " ", ",", "#", ":"]
 # Index settings ES knows (exact keys and prefixes). Anything else is "unknown setting" like ES.
 _KNOWN_SETTINGS = {
-    "index.number_of_shards", "index.number_of_replicas", "index.refresh_interval", "index.default_pipeline",
-    "index.final_pipeline", "index.hidden", "index.codec", "index.auto_expand_replicas", "index.priority",
-    "index.number_of_routing_shards", "index.max_result_window", "index.max_inner_result_window",
-    "index.max_rescore_window", "index.max_docvalue_fields_search", "index.max_script_fields",
-    "index.max_ngram_diff", "index.max_shingle_diff", "index.max_refresh_listeners",
-    "index.max_terms_count", "index.max_regex_length", "index.default_field", "index.mode",
-    "index.load_fixed_bitset_filters_eagerly", "index.shard.check_on_startup", "index.uuid",
-    "index.provided_name", "index.creation_date", "index.version.created", "index.gc_deletes",
-    "index.format", "index.time_series.start_time", "index.time_series.end_time", "index.routing_path",
-    "index.max_slices_per_scroll", "index.soft_deletes.enabled", "index.source_only", "index.frozen",
-    "index.requests.cache.enable", "index.dense_vector.hnsw_filter_heuristic", "index.logsdb.sort_on_host_name",
+    "index.number_of_shards",
+    "index.number_of_replicas",
+    "index.refresh_interval",
+    "index.default_pipeline",
+    "index.final_pipeline",
+    "index.hidden",
+    "index.codec",
+    "index.auto_expand_replicas",
+    "index.priority",
+    "index.number_of_routing_shards",
+    "index.max_result_window",
+    "index.max_inner_result_window",
+    "index.max_rescore_window",
+    "index.max_docvalue_fields_search",
+    "index.max_script_fields",
+    "index.max_ngram_diff",
+    "index.max_shingle_diff",
+    "index.max_refresh_listeners",
+    "index.max_terms_count",
+    "index.max_regex_length",
+    "index.default_field",
+    "index.mode",
+    "index.load_fixed_bitset_filters_eagerly",
+    "index.shard.check_on_startup",
+    "index.uuid",
+    "index.provided_name",
+    "index.creation_date",
+    "index.version.created",
+    "index.gc_deletes",
+    "index.format",
+    "index.time_series.start_time",
+    "index.time_series.end_time",
+    "index.routing_path",
+    "index.max_slices_per_scroll",
+    "index.soft_deletes.enabled",
+    "index.source_only",
+    "index.frozen",
+    "index.requests.cache.enable",
+    "index.dense_vector.hnsw_filter_heuristic",
+    "index.logsdb.sort_on_host_name",
 }
 _KNOWN_SETTING_PREFIXES = (
-    "index.analysis.", "index.routing.", "index.mapping.", "index.blocks.", "index.lifecycle.", "index.query.",
-    "index.similarity.", "index.sort.", "index.translog.", "index.highlight.", "index.store.", "index.search.",
-    "index.indexing.", "index.merge.", "index.unassigned.", "index.write.", "index.soft_deletes.",
-    "index.version.", "index.shard.", "index.fielddata.", "index.allocation.", "index.recovery.",
-    "index.vectors.", "index.look_ahead_time", "index.time_series.", "index.default_pipeline",
+    "index.analysis.",
+    "index.routing.",
+    "index.mapping.",
+    "index.blocks.",
+    "index.lifecycle.",
+    "index.query.",
+    "index.similarity.",
+    "index.sort.",
+    "index.translog.",
+    "index.highlight.",
+    "index.store.",
+    "index.search.",
+    "index.indexing.",
+    "index.merge.",
+    "index.unassigned.",
+    "index.write.",
+    "index.soft_deletes.",
+    "index.version.",
+    "index.shard.",
+    "index.fielddata.",
+    "index.allocation.",
+    "index.recovery.",
+    "index.vectors.",
+    "index.look_ahead_time",
+    "index.time_series.",
+    "index.default_pipeline",
 )
-_DYNAMIC_SETTINGS = {"index.number_of_replicas", "index.refresh_interval", "index.default_pipeline",
-                     "index.final_pipeline", "index.hidden", "index.max_result_window", "index.auto_expand_replicas",
-                     "index.priority", "index.blocks.write", "index.blocks.read_only", "index.blocks.read",
-                     "index.blocks.metadata", "index.blocks.read_only_allow_delete"}
+_DYNAMIC_SETTINGS = {
+    "index.number_of_replicas",
+    "index.refresh_interval",
+    "index.default_pipeline",
+    "index.final_pipeline",
+    "index.hidden",
+    "index.max_result_window",
+    "index.auto_expand_replicas",
+    "index.priority",
+    "index.blocks.write",
+    "index.blocks.read_only",
+    "index.blocks.read",
+    "index.blocks.metadata",
+    "index.blocks.read_only_allow_delete",
+}
 
 
 def _now_ms() -> int:
@@ -97,8 +157,14 @@ class DocRecord:
 class Index:
     """An index: settings (flat ``index.*`` keys), mapping, aliases, live and refreshed documents."""
 
-    def __init__(self, name: str, settings: dict[str, Any], mappings: dict[str, Any],
-                 aliases: dict[str, dict[str, Any]], version_created: str) -> None:
+    def __init__(
+        self,
+        name: str,
+        settings: dict[str, Any],
+        mappings: dict[str, Any],
+        aliases: dict[str, dict[str, Any]],
+        version_created: str,
+    ) -> None:
         self.name = name
         self.uuid = base64.urlsafe_b64encode(_uuid.uuid4().bytes).decode()[:22]
         self.created = _now_ms()
@@ -148,8 +214,15 @@ def parse_time_s(value: Any) -> float | None:
     text = str(value).strip()
     if text in ("-1", "-1s", "-1ms"):
         return None
-    units = (("micros", 1e-6), ("nanos", 1e-9), ("ms", 0.001), ("s", 1.0), ("m", 60.0), ("h", 3600.0),
-             ("d", 86400.0))
+    units = (
+        ("micros", 1e-6),
+        ("nanos", 1e-9),
+        ("ms", 0.001),
+        ("s", 1.0),
+        ("m", 60.0),
+        ("h", 3600.0),
+        ("d", 86400.0),
+    )
     for unit, factor in units:
         if text.endswith(unit):
             try:
@@ -159,12 +232,16 @@ def parse_time_s(value: Any) -> float | None:
     try:
         return float(text) / 1000.0
     except ValueError:
-        raise ESError(400, "illegal_argument_exception",
-                      f"failed to parse setting [index.refresh_interval] with value [{text}] as a time value: "
-                      f"unit is missing or unrecognized") from None
+        raise ESError(
+            400,
+            "illegal_argument_exception",
+            f"failed to parse setting [index.refresh_interval] with value [{text}] as a time value: "
+            f"unit is missing or unrecognized",
+        ) from None
 
 
 # ----------------------------------------------------------------------------------------------- settings
+
 
 def flatten_settings(settings: Any, prefix: str = "") -> dict[str, Any]:
     """Nested or flat settings -> flat keys with the ``index.`` prefix and string values (as ES stores them).
@@ -177,7 +254,7 @@ def flatten_settings(settings: Any, prefix: str = "") -> dict[str, Any]:
     if settings is None:
         return {}
     if not isinstance(settings, dict):
-        raise ESError(400, "illegal_argument_exception", f"malformed settings section, expected an object")
+        raise ESError(400, "illegal_argument_exception", "malformed settings section, expected an object")
     out: dict[str, Any] = {}
     for key, value in settings.items():
         full = f"{prefix}{key}"
@@ -219,37 +296,52 @@ def validate_settings(flat: dict[str, Any]) -> None:
     """Refuse unknown index settings and bad shard/replica counts as ES does (400)."""
     for key, value in flat.items():
         if key not in _KNOWN_SETTINGS and not key.startswith(_KNOWN_SETTING_PREFIXES):
-            raise ESError(400, "illegal_argument_exception",
-                          f"unknown setting [{key}] please check that any required plugins are installed, or "
-                          f"check the breaking changes documentation for removed settings")
+            raise ESError(
+                400,
+                "illegal_argument_exception",
+                f"unknown setting [{key}] please check that any required plugins are installed, or "
+                f"check the breaking changes documentation for removed settings",
+            )
         if key in ("index.number_of_shards", "index.number_of_replicas") and value is not None:
             minimum = 1 if key == "index.number_of_shards" else 0
             try:
                 number = int(value)
             except (TypeError, ValueError):
-                raise ESError(400, "illegal_argument_exception",
-                              f"Failed to parse value [{value}] for setting [{key}]") from None
+                raise ESError(
+                    400, "illegal_argument_exception", f"Failed to parse value [{value}] for setting [{key}]"
+                ) from None
             if number < minimum:
-                raise ESError(400, "illegal_argument_exception",
-                              f"Failed to parse value [{value}] for setting [{key}] must be >= {minimum}")
+                raise ESError(
+                    400,
+                    "illegal_argument_exception",
+                    f"Failed to parse value [{value}] for setting [{key}] must be >= {minimum}",
+                )
         if key == "index.refresh_interval" and value is not None:
             parse_time_s(value)
 
 
 def validate_index_name(name: str, *, what: str = "index") -> None:
     """ES's index name rules; raises 400 ``invalid_index_name_exception``."""
+
     def bad(reason: str) -> ESError:
-        return ESError(400, "invalid_index_name_exception", f"Invalid index name [{name}], {reason}",
-                       index_uuid="_na_", index=name)
+        return ESError(
+            400,
+            "invalid_index_name_exception",
+            f"Invalid index name [{name}], {reason}",
+            index_uuid="_na_",
+            index=name,
+        )
 
     if not name:
         raise bad("must not be empty")
     if name != name.lower():
         raise bad("must be lowercase")
     if any(c in name for c in _INVALID_NAME_CHARS):
-        raise bad("must not contain the following characters [' ', '\"', '*', ',', '/', '<', '>', '?', '\\', '|']"
-                  if "#" not in name and ":" not in name else
-                  ("must not contain '#'" if "#" in name else "must not contain ':'"))
+        raise bad(
+            "must not contain the following characters [' ', '\"', '*', ',', '/', '<', '>', '?', '\\', '|']"
+            if "#" not in name and ":" not in name
+            else ("must not contain '#'" if "#" in name else "must not contain ':'")
+        )
     if name[0] in "_-+":
         raise bad("must not start with '_', '-', or '+'")
     if name in (".", ".."):
@@ -259,6 +351,7 @@ def validate_index_name(name: str, *, what: str = "index") -> None:
 
 
 # ------------------------------------------------------------------------------------------------- faults
+
 
 class Faults:
     """Pending injected faults (``POST /_test/faults``). All counters count down as they fire.
@@ -281,20 +374,37 @@ class Faults:
         self.latency_ms = 0.0
 
     def add(self, body: dict[str, Any]) -> None:
-        known = {"bulk_429_items", "bulk_429_requests", "fail_requests", "status", "path_prefix", "type",
-                 "reason", "drop_connections", "latency_ms"}
+        known = {
+            "bulk_429_items",
+            "bulk_429_requests",
+            "fail_requests",
+            "status",
+            "path_prefix",
+            "type",
+            "reason",
+            "drop_connections",
+            "latency_ms",
+        }
         unknown = [k for k in body if k not in known]
         if unknown:
-            raise ESError(400, "illegal_argument_exception", f"unknown fault keys {unknown}; known: {sorted(known)}")
+            raise ESError(
+                400, "illegal_argument_exception", f"unknown fault keys {unknown}; known: {sorted(known)}"
+            )
         with self.lock:
             self.bulk_429_items += int(body.get("bulk_429_items", 0))
             self.bulk_429_requests += int(body.get("bulk_429_requests", 0))
             prefix = str(body.get("path_prefix", "/"))
             if int(body.get("fail_requests", 0)) > 0:
                 status = int(body.get("status", 503))
-                self.fail.append({"remaining": int(body["fail_requests"]), "status": status, "path_prefix": prefix,
-                                  "type": body.get("type") or _fault_type(status),
-                                  "reason": body.get("reason") or f"injected fault [{status}]"})
+                self.fail.append(
+                    {
+                        "remaining": int(body["fail_requests"]),
+                        "status": status,
+                        "path_prefix": prefix,
+                        "type": body.get("type") or _fault_type(status),
+                        "reason": body.get("reason") or f"injected fault [{status}]",
+                    }
+                )
             if int(body.get("drop_connections", 0)) > 0:
                 self.drops.append({"remaining": int(body["drop_connections"]), "path_prefix": prefix})
             if "latency_ms" in body:
@@ -302,9 +412,13 @@ class Faults:
 
     def describe(self) -> dict[str, Any]:
         with self.lock:
-            return {"bulk_429_items": self.bulk_429_items, "bulk_429_requests": self.bulk_429_requests,
-                    "fail_requests": [dict(f) for f in self.fail], "drop_connections": [dict(d) for d in self.drops],
-                    "latency_ms": self.latency_ms}
+            return {
+                "bulk_429_items": self.bulk_429_items,
+                "bulk_429_requests": self.bulk_429_requests,
+                "fail_requests": [dict(f) for f in self.fail],
+                "drop_connections": [dict(d) for d in self.drops],
+                "latency_ms": self.latency_ms,
+            }
 
     def _take(self, entries: list[dict[str, Any]], path: str) -> dict[str, Any] | None:
         for entry in entries:
@@ -342,20 +456,29 @@ class Faults:
 
 
 def _fault_type(status: int) -> str:
-    return {429: "es_rejected_execution_exception", 503: "unavailable_shards_exception",
-            500: "exception", 502: "exception", 504: "timeout_exception", 408: "timeout_exception"}.get(
-        status, "status_exception")
+    return {
+        429: "es_rejected_execution_exception",
+        503: "unavailable_shards_exception",
+        500: "exception",
+        502: "exception",
+        504: "timeout_exception",
+        408: "timeout_exception",
+    }.get(status, "status_exception")
 
 
 def rejected_execution() -> ESError:
     """The 429 ES answers when the write thread pool queue is full."""
-    return ESError(429, "es_rejected_execution_exception",
-                   "rejected execution of coordinating operation [coordinating_and_primary_bytes=0, "
-                   "replica_bytes=0, all_bytes=0, coordinating_operation_bytes=1, "
-                   "max_coordinating_and_primary_bytes=0]")
+    return ESError(
+        429,
+        "es_rejected_execution_exception",
+        "rejected execution of coordinating operation [coordinating_and_primary_bytes=0, "
+        "replica_bytes=0, all_bytes=0, coordinating_operation_bytes=1, "
+        "max_coordinating_and_primary_bytes=0]",
+    )
 
 
 # ------------------------------------------------------------------------------------------------ cluster
+
 
 class Cluster:
     """All state of one test cluster plus the non-search, non-ML APIs.
@@ -373,8 +496,15 @@ class Cluster:
         c.create_index("a", {})
     """
 
-    def __init__(self, *, license: str = "trial", version: str = "9.2.0", ml_nodes: int = 1,
-                 ml_memory_bytes: int = 4 * 1024**3, cluster_name: str = "escluster") -> None:
+    def __init__(
+        self,
+        *,
+        license: str = "trial",
+        version: str = "9.2.0",
+        ml_nodes: int = 1,
+        ml_memory_bytes: int = 4 * 1024**3,
+        cluster_name: str = "escluster",
+    ) -> None:
         if license not in LICENSE_TYPES:
             raise ValueError(f"license must be one of {LICENSE_TYPES}")
         self.lock = threading.RLock()
@@ -400,8 +530,12 @@ class Cluster:
             from .ml import MLStore
         except ImportError:
             return None
-        return MLStore(license_type=lambda: self.license_type, ml_nodes=lambda: self.ml_nodes,
-                       ml_memory_bytes=lambda: self.ml_memory_bytes, version=self.version)
+        return MLStore(
+            license_type=lambda: self.license_type,
+            ml_nodes=lambda: self.ml_nodes,
+            ml_memory_bytes=lambda: self.ml_memory_bytes,
+            version=self.version,
+        )
 
     # ---------------------------------------------------------------------------------------- helpers
     @property
@@ -425,8 +559,14 @@ class Cluster:
                 out.setdefault(alias, []).append(idx)
         return out
 
-    def resolve(self, expression: str | None, *, ignore_unavailable: bool = False,
-                allow_no_indices: bool = True, expand_hidden: bool = False) -> list[Index]:
+    def resolve(
+        self,
+        expression: str | None,
+        *,
+        ignore_unavailable: bool = False,
+        allow_no_indices: bool = True,
+        expand_hidden: bool = False,
+    ) -> list[Index]:
         """Index names, aliases, wildcards, ``_all`` and comma lists -> concrete indices (in name order)."""
         with self.lock:
             names = [n.strip() for n in (expression or "_all").split(",") if n.strip()] or ["_all"]
@@ -438,9 +578,12 @@ class Cluster:
                 if pattern in ("_all", "*") and not exclude:
                     matched = [i for i in self.indices.values() if expand_hidden or not self._hidden(i)]
                 elif "*" in pattern:
-                    matched = [i for i in self.indices.values()
-                               if fnmatch.fnmatchcase(i.name, pattern)
-                               and (expand_hidden or pattern.startswith(".") or not self._hidden(i))]
+                    matched = [
+                        i
+                        for i in self.indices.values()
+                        if fnmatch.fnmatchcase(i.name, pattern)
+                        and (expand_hidden or pattern.startswith(".") or not self._hidden(i))
+                    ]
                     for alias, idxs in aliases.items():
                         if fnmatch.fnmatchcase(alias, pattern):
                             matched.extend(idxs)
@@ -468,8 +611,11 @@ class Cluster:
     def views(self, expression: str | None, params: dict[str, str]) -> list[SearchView]:
         """Refreshed views of the indices an expression names (for search and count)."""
         with self.lock:
-            indices = self.resolve(expression, ignore_unavailable=params.get("ignore_unavailable") == "true",
-                                   allow_no_indices=params.get("allow_no_indices", "true") != "false")
+            indices = self.resolve(
+                expression,
+                ignore_unavailable=params.get("ignore_unavailable") == "true",
+                allow_no_indices=params.get("allow_no_indices", "true") != "false",
+            )
             return [i.view() for i in indices]
 
     def refresh_due(self) -> None:
@@ -504,8 +650,11 @@ class Cluster:
         if match is None:
             return settings, mappings, aliases
         _, tpl = match
-        layers = [self.component_templates[c]["template"] for c in tpl.get("composed_of", [])
-                  if c in self.component_templates]
+        layers = [
+            self.component_templates[c]["template"]
+            for c in tpl.get("composed_of", [])
+            if c in self.component_templates
+        ]
         layers.append(tpl.get("template", {}))
         for layer in layers:
             settings.update(flatten_settings(layer.get("settings")))
@@ -518,17 +667,32 @@ class Cluster:
         """``PUT _index_template/<name>``."""
         if not isinstance(body, dict):
             raise ESError(400, "parse_exception", "request body is required")
-        known = {"index_patterns", "composed_of", "priority", "version", "_meta", "template", "data_stream",
-                 "allow_auto_create", "ignore_missing_component_templates", "deprecated"}
+        known = {
+            "index_patterns",
+            "composed_of",
+            "priority",
+            "version",
+            "_meta",
+            "template",
+            "data_stream",
+            "allow_auto_create",
+            "ignore_missing_component_templates",
+            "deprecated",
+        }
         for key in body:
             if key not in known:
-                raise ESError(400, "x_content_parse_exception", f"[1:2] [index_template] unknown field [{key}]")
+                raise ESError(
+                    400, "x_content_parse_exception", f"[1:2] [index_template] unknown field [{key}]"
+                )
         patterns = body.get("index_patterns")
         if isinstance(patterns, str):
             patterns = [patterns]
         if not patterns:
-            raise ESError(400, "action_request_validation_exception",
-                          "Validation Failed: 1: index patterns are missing;")
+            raise ESError(
+                400,
+                "action_request_validation_exception",
+                "Validation Failed: 1: index patterns are missing;",
+            )
         tpl = copy.deepcopy(body)
         tpl["index_patterns"] = patterns
         tpl["composed_of"] = list(body.get("composed_of") or [])
@@ -539,23 +703,33 @@ class Cluster:
             if params.get("create") == "true" and name in self.index_templates:
                 raise ESError(400, "illegal_argument_exception", f"index template [{name}] already exists")
             ignored = set(body.get("ignore_missing_component_templates") or [])
-            missing = [c for c in tpl["composed_of"] if c not in self.component_templates and c not in ignored]
+            missing = [
+                c for c in tpl["composed_of"] if c not in self.component_templates and c not in ignored
+            ]
             if missing:
-                raise ESError(400, "invalid_index_template_exception",
-                              f"index_template [{name}] invalid, cause [index template [{name}] specifies "
-                              f"component templates {_brackets(missing)} that do not exist]")
+                raise ESError(
+                    400,
+                    "invalid_index_template_exception",
+                    f"index_template [{name}] invalid, cause [index template [{name}] specifies "
+                    f"component templates {_brackets(missing)} that do not exist]",
+                )
             priority = int(tpl.get("priority", 0) or 0)
             for other_name, other in self.index_templates.items():
                 if other_name == name or int(other.get("priority", 0) or 0) != priority:
                     continue
-                overlap = [p for p in patterns if any(_patterns_overlap(p, q) for q in other["index_patterns"])]
+                overlap = [
+                    p for p in patterns if any(_patterns_overlap(p, q) for q in other["index_patterns"])
+                ]
                 if overlap:
-                    raise ESError(400, "illegal_argument_exception",
-                                  f"index template [{name}] has index patterns {_brackets(patterns)} matching "
-                                  f"patterns from existing templates [{other_name}] with patterns ({other_name} "
-                                  f"=> {_brackets(other['index_patterns'])}) that have the same priority "
-                                  f"[{priority}], multiple index templates may not match during index creation, "
-                                  f"please use a different priority")
+                    raise ESError(
+                        400,
+                        "illegal_argument_exception",
+                        f"index template [{name}] has index patterns {_brackets(patterns)} matching "
+                        f"patterns from existing templates [{other_name}] with patterns ({other_name} "
+                        f"=> {_brackets(other['index_patterns'])}) that have the same priority "
+                        f"[{priority}], multiple index templates may not match during index creation, "
+                        f"please use a different priority",
+                    )
             # Validate the composition the way index creation will see it.
             mappings: dict[str, Any] = {}
             for comp in tpl["composed_of"]:
@@ -571,7 +745,9 @@ class Cluster:
 
     def _check_template_body(self, template: Any, name: str) -> dict[str, Any]:
         if not isinstance(template, dict):
-            raise ESError(400, "x_content_parse_exception", "[1:2] [template] failed to parse field [template]")
+            raise ESError(
+                400, "x_content_parse_exception", "[1:2] [template] failed to parse field [template]"
+            )
         for key in template:
             if key not in ("settings", "mappings", "aliases", "lifecycle", "data_stream_options"):
                 raise ESError(400, "x_content_parse_exception", f"[1:2] [template] unknown field [{key}]")
@@ -633,14 +809,18 @@ class Cluster:
             raise ESError(400, "parse_exception", "request body is required")
         for key in body:
             if key not in ("template", "version", "_meta", "deprecated"):
-                raise ESError(400, "x_content_parse_exception", f"[1:2] [component_template] unknown field [{key}]")
+                raise ESError(
+                    400, "x_content_parse_exception", f"[1:2] [component_template] unknown field [{key}]"
+                )
         if "template" not in body:
             raise ESError(400, "x_content_parse_exception", "[1:2] Required [template]")
         comp = copy.deepcopy(body)
         comp["template"] = self._check_template_body(body["template"], name)
         with self.lock:
             if params.get("create") == "true" and name in self.component_templates:
-                raise ESError(400, "illegal_argument_exception", f"component template [{name}] already exists")
+                raise ESError(
+                    400, "illegal_argument_exception", f"component template [{name}] already exists"
+                )
             self.component_templates[name] = comp
         return {"acknowledged": True}
 
@@ -657,12 +837,18 @@ class Cluster:
     def delete_component_template(self, name: str) -> dict[str, Any]:
         with self.lock:
             names = self._select(self.component_templates, name, "component template matching [{}] not found")
-            users = sorted(t for t, tpl in self.index_templates.items()
-                           if any(n in tpl.get("composed_of", []) for n in names))
+            users = sorted(
+                t
+                for t, tpl in self.index_templates.items()
+                if any(n in tpl.get("composed_of", []) for n in names)
+            )
             if users:
-                raise ESError(400, "illegal_argument_exception",
-                              f"component templates {_brackets(names)} cannot be removed as they are still in use "
-                              f"by index templates {_brackets(users)}")
+                raise ESError(
+                    400,
+                    "illegal_argument_exception",
+                    f"component templates {_brackets(names)} cannot be removed as they are still in use "
+                    f"by index templates {_brackets(users)}",
+                )
             for n in names:
                 del self.component_templates[n]
         return {"acknowledged": True}
@@ -681,11 +867,21 @@ class Cluster:
         validate_settings(request_settings)
         with self.lock:
             if name in self.indices:
-                raise ESError(400, "resource_already_exists_exception", f"index [{name}/{self.indices[name].uuid}] "
-                              f"already exists", index_uuid=self.indices[name].uuid, index=name)
+                raise ESError(
+                    400,
+                    "resource_already_exists_exception",
+                    f"index [{name}/{self.indices[name].uuid}] already exists",
+                    index_uuid=self.indices[name].uuid,
+                    index=name,
+                )
             if name in self.alias_map():
-                raise ESError(400, "invalid_index_name_exception",
-                              f"Invalid index name [{name}], already exists as alias", index_uuid="_na_", index=name)
+                raise ESError(
+                    400,
+                    "invalid_index_name_exception",
+                    f"Invalid index name [{name}], already exists as alias",
+                    index_uuid="_na_",
+                    index=name,
+                )
             settings, mappings, aliases = self._compose(name)
             settings.update(request_settings)
             if body.get("mappings"):
@@ -696,13 +892,21 @@ class Cluster:
             clean_aliases: dict[str, dict[str, Any]] = {}
             for alias, spec in aliases.items():
                 if alias == name or alias in self.indices:
-                    raise ESError(400, "invalid_alias_name_exception",
-                                  f"Invalid alias name [{alias}]: an index or data stream exists with the same "
-                                  f"name as the alias")
+                    raise ESError(
+                        400,
+                        "invalid_alias_name_exception",
+                        f"Invalid alias name [{alias}]: an index or data stream exists with the same "
+                        f"name as the alias",
+                    )
                 validate_index_name(alias)
                 clean_aliases[alias] = _alias_spec(spec or {})
-            idx = Index(name, {k: v for k, v in settings.items() if v is not None}, normalized, clean_aliases,
-                        self.version_id)
+            idx = Index(
+                name,
+                {k: v for k, v in settings.items() if v is not None},
+                normalized,
+                clean_aliases,
+                self.version_id,
+            )
             self.indices[name] = idx
         return {"acknowledged": True, "shards_acknowledged": True, "index": name}
 
@@ -711,9 +915,11 @@ class Cluster:
             indices = self.resolve(expression, ignore_unavailable=params.get("ignore_unavailable") == "true")
             out: dict[str, Any] = {}
             for idx in indices:
-                out[idx.name] = {"aliases": {a: dict(s) for a, s in idx.aliases.items()},
-                                 "mappings": copy.deepcopy(idx.mappings),
-                                 "settings": self._render_settings(idx, params)}
+                out[idx.name] = {
+                    "aliases": {a: dict(s) for a, s in idx.aliases.items()},
+                    "mappings": copy.deepcopy(idx.mappings),
+                    "settings": self._render_settings(idx, params),
+                }
             return out
 
     def _render_settings(self, idx: Index, params: dict[str, str]) -> dict[str, Any]:
@@ -732,12 +938,18 @@ class Cluster:
         with self.lock:
             for part in expression.split(","):
                 if "*" in part or part == "_all":
-                    raise ESError(400, "illegal_argument_exception",
-                                  "Wildcard expressions or all indices are not allowed")
+                    raise ESError(
+                        400,
+                        "illegal_argument_exception",
+                        "Wildcard expressions or all indices are not allowed",
+                    )
                 if part in self.alias_map() and part not in self.indices:
-                    raise ESError(400, "illegal_argument_exception",
-                                  f"The provided expression [{part}] matches an alias, specify the corresponding "
-                                  f"concrete indices instead.")
+                    raise ESError(
+                        400,
+                        "illegal_argument_exception",
+                        f"The provided expression [{part}] matches an alias, specify the corresponding "
+                        f"concrete indices instead.",
+                    )
             indices = self.resolve(expression, ignore_unavailable=params.get("ignore_unavailable") == "true")
             for idx in indices:
                 del self.indices[idx.name]
@@ -772,7 +984,9 @@ class Cluster:
         del normalized_overlay
         return {"acknowledged": True}
 
-    def get_settings(self, expression: str | None, name: str | None, params: dict[str, str]) -> dict[str, Any]:
+    def get_settings(
+        self, expression: str | None, name: str | None, params: dict[str, str]
+    ) -> dict[str, Any]:
         with self.lock:
             indices = self.resolve(expression, ignore_unavailable=params.get("ignore_unavailable") == "true")
             out = {}
@@ -780,11 +994,19 @@ class Cluster:
                 flat = dict(idx.settings)
                 if name:
                     patterns = name.split(",")
-                    flat = {k: v for k, v in flat.items()
-                            if any(fnmatch.fnmatchcase(k, p) or fnmatch.fnmatchcase(k, "index." + p) for p in patterns)}
+                    flat = {
+                        k: v
+                        for k, v in flat.items()
+                        if any(
+                            fnmatch.fnmatchcase(k, p) or fnmatch.fnmatchcase(k, "index." + p)
+                            for p in patterns
+                        )
+                    }
                 if not flat and name:
                     continue
-                out[idx.name] = {"settings": flat if params.get("flat_settings") == "true" else nest_settings(flat)}
+                out[idx.name] = {
+                    "settings": flat if params.get("flat_settings") == "true" else nest_settings(flat)
+                }
             return out
 
     def put_settings(self, expression: str | None, body: Any) -> dict[str, Any]:
@@ -794,13 +1016,32 @@ class Cluster:
         validate_settings(flat)
         with self.lock:
             indices = self.resolve(expression)
-            static = [k for k in flat if k not in _DYNAMIC_SETTINGS and not k.startswith(
-                ("index.blocks.", "index.routing.", "index.lifecycle.", "index.search.", "index.indexing.",
-                 "index.mapping.total_fields", "index.translog.", "index.merge.", "index.max_", "index.query."))]
+            static = [
+                k
+                for k in flat
+                if k not in _DYNAMIC_SETTINGS
+                and not k.startswith(
+                    (
+                        "index.blocks.",
+                        "index.routing.",
+                        "index.lifecycle.",
+                        "index.search.",
+                        "index.indexing.",
+                        "index.mapping.total_fields",
+                        "index.translog.",
+                        "index.merge.",
+                        "index.max_",
+                        "index.query.",
+                    )
+                )
+            ]
             if static:
                 names = ", ".join(f"[{i.name}/{i.uuid}]" for i in indices)
-                raise ESError(400, "illegal_argument_exception",
-                              f"Can't update non dynamic settings [[{', '.join(static)}]] for open indices [{names}]")
+                raise ESError(
+                    400,
+                    "illegal_argument_exception",
+                    f"Can't update non dynamic settings [[{', '.join(static)}]] for open indices [{names}]",
+                )
             for idx in indices:
                 for key, value in flat.items():
                     if value is None:
@@ -813,24 +1054,37 @@ class Cluster:
     def update_aliases(self, body: Any) -> dict[str, Any]:
         """``POST _aliases`` with ``add`` / ``remove`` / ``remove_index`` actions (all or nothing)."""
         if not isinstance(body, dict) or "actions" not in body:
-            raise ESError(400, "action_request_validation_exception", "Validation Failed: 1: no actions specified;")
+            raise ESError(
+                400, "action_request_validation_exception", "Validation Failed: 1: no actions specified;"
+            )
         actions = body["actions"]
         if not isinstance(actions, list) or not actions:
-            raise ESError(400, "action_request_validation_exception", "Validation Failed: 1: no actions specified;")
+            raise ESError(
+                400, "action_request_validation_exception", "Validation Failed: 1: no actions specified;"
+            )
         with self.lock:
             # Work on copies so a failing action leaves everything untouched.
-            staged = {name: {a: dict(s) for a, s in idx.aliases.items()} for name, idx in self.indices.items()}
+            staged = {
+                name: {a: dict(s) for a, s in idx.aliases.items()} for name, idx in self.indices.items()
+            }
             removed_indices: list[str] = []
             for action in actions:
                 if not isinstance(action, dict) or len(action) != 1:
-                    raise ESError(400, "illegal_argument_exception", "Too many operations declared on operation entry")
+                    raise ESError(
+                        400, "illegal_argument_exception", "Too many operations declared on operation entry"
+                    )
                 kind, spec = next(iter(action.items()))
                 if kind not in ("add", "remove", "remove_index"):
-                    raise ESError(400, "x_content_parse_exception", f"[1:2] [alias_action] unknown field [{kind}]")
+                    raise ESError(
+                        400, "x_content_parse_exception", f"[1:2] [alias_action] unknown field [{kind}]"
+                    )
                 idx_names = _listify(spec.get("index")) + _listify(spec.get("indices"))
                 if not idx_names:
-                    raise ESError(400, "action_request_validation_exception",
-                                  "Validation Failed: 1: One of [index] or [indices] is required;")
+                    raise ESError(
+                        400,
+                        "action_request_validation_exception",
+                        "Validation Failed: 1: One of [index] or [indices] is required;",
+                    )
                 targets: list[str] = []
                 for expr in idx_names:
                     targets += [i.name for i in self.resolve(expr) if i.name not in targets]
@@ -839,23 +1093,35 @@ class Cluster:
                     continue
                 alias_names = _listify(spec.get("alias")) + _listify(spec.get("aliases"))
                 if not alias_names:
-                    raise ESError(400, "action_request_validation_exception",
-                                  "Validation Failed: 1: One of [alias] or [aliases] is required;")
+                    raise ESError(
+                        400,
+                        "action_request_validation_exception",
+                        "Validation Failed: 1: One of [alias] or [aliases] is required;",
+                    )
                 if kind == "add":
                     for alias in alias_names:
                         if alias in self.indices:
-                            raise ESError(400, "invalid_alias_name_exception",
-                                          f"Invalid alias name [{alias}]: an index or data stream exists with the "
-                                          f"same name as the alias")
+                            raise ESError(
+                                400,
+                                "invalid_alias_name_exception",
+                                f"Invalid alias name [{alias}]: an index or data stream exists with the "
+                                f"same name as the alias",
+                            )
                         validate_index_name(alias)
                         for t in targets:
                             staged[t][alias] = _alias_spec(spec)
                 else:
                     for t in targets:
-                        hit = [a for a in list(staged[t]) if any(fnmatch.fnmatchcase(a, p) for p in alias_names)]
+                        hit = [
+                            a for a in list(staged[t]) if any(fnmatch.fnmatchcase(a, p) for p in alias_names)
+                        ]
                         if not hit and spec.get("must_exist") is not False:
-                            raise ESError(404, "aliases_not_found_exception", f"aliases {_brackets(alias_names)} missing",
-                                          **{"resource.type": "aliases", "resource.id": ",".join(alias_names)})
+                            raise ESError(
+                                404,
+                                "aliases_not_found_exception",
+                                f"aliases {_brackets(alias_names)} missing",
+                                **{"resource.type": "aliases", "resource.id": ",".join(alias_names)},
+                            )
                         for a in hit:
                             del staged[t][a]
             writers: dict[str, list[str]] = {}
@@ -865,8 +1131,11 @@ class Cluster:
                         writers.setdefault(alias, []).append(name)
             for alias, names in writers.items():
                 if len(names) > 1:
-                    raise ESError(400, "illegal_state_exception",
-                                  f"alias [{alias}] has more than one write index [{','.join(sorted(names))}]")
+                    raise ESError(
+                        400,
+                        "illegal_state_exception",
+                        f"alias [{alias}] has more than one write index [{','.join(sorted(names))}]",
+                    )
             for name, aliases in staged.items():
                 self.indices[name].aliases = aliases
             for name in removed_indices:
@@ -883,15 +1152,20 @@ class Cluster:
         return self.update_aliases({"actions": [{"remove": {"index": expression, "alias": alias}}]})
 
     def get_alias(self, expression: str | None, name: str | None) -> tuple[int, dict[str, Any]]:
-        """``GET [<index>/]_alias[/<name>]``; a missing named alias is 404 ``{"error": "alias [x] missing"}``."""
+        """``GET [<index>/]_alias[/<name>]``; a missing alias is 404 ``{"error": "alias [x] missing"}``."""
         with self.lock:
-            indices = self.resolve(expression) if expression else [self.indices[n] for n in sorted(self.indices)]
+            indices = (
+                self.resolve(expression) if expression else [self.indices[n] for n in sorted(self.indices)]
+            )
             patterns = [p for p in (name or "").split(",") if p]
             out: dict[str, Any] = {}
             seen: set[str] = set()
             for idx in indices:
-                aliases = {a: dict(s) for a, s in idx.aliases.items()
-                           if not patterns or any(p in ("_all", "*") or fnmatch.fnmatchcase(a, p) for p in patterns)}
+                aliases = {
+                    a: dict(s)
+                    for a, s in idx.aliases.items()
+                    if not patterns or any(p in ("_all", "*") or fnmatch.fnmatchcase(a, p) for p in patterns)
+                }
                 seen.update(aliases)
                 if aliases or not patterns:
                     out[idx.name] = {"aliases": aliases}
@@ -914,15 +1188,23 @@ class Cluster:
                 return writers[0].name
             if len(members) == 1 and members[0].aliases[name].get("is_write_index") is not False:
                 return members[0].name
-            raise ESError(400, "illegal_argument_exception",
-                          f"no write index is defined for alias [{name}]. The write index may be explicitly disabled "
-                          f"using is_write_index=false or the alias points to multiple indices without one being "
-                          f"designated as a write index")
+            raise ESError(
+                400,
+                "illegal_argument_exception",
+                f"no write index is defined for alias [{name}]. The write index may be explicitly disabled "
+                f"using is_write_index=false or the alias points to multiple indices without one being "
+                f"designated as a write index",
+            )
         if require_alias:
-            raise ESError(404, "index_not_found_exception",
-                          f"no such index [{name}] and [require_alias] request flag is [true] and [{name}] is not an "
-                          f"alias", index=name, index_uuid="_na_",
-                          **{"resource.type": "index_expression", "resource.id": name})
+            raise ESError(
+                404,
+                "index_not_found_exception",
+                f"no such index [{name}] and [require_alias] request flag is [true] and [{name}] is not an "
+                f"alias",
+                index=name,
+                index_uuid="_na_",
+                **{"resource.type": "index_expression", "resource.id": name},
+            )
         return name
 
     # -------------------------------------------------------------------------------------- pipelines
@@ -946,8 +1228,11 @@ class Cluster:
 
     def delete_pipeline(self, pipeline_id: str) -> dict[str, Any]:
         with self.lock:
-            matched = [p for p in self.pipelines if p == pipeline_id or
-                       ("*" in pipeline_id and fnmatch.fnmatchcase(p, pipeline_id))]
+            matched = [
+                p
+                for p in self.pipelines
+                if p == pipeline_id or ("*" in pipeline_id and fnmatch.fnmatchcase(p, pipeline_id))
+            ]
             if not matched:
                 raise ESError(404, "resource_not_found_exception", f"pipeline [{pipeline_id}] is missing")
             for p in matched:
@@ -976,8 +1261,12 @@ class Cluster:
         for entry in docs:
             if not isinstance(entry, dict) or "_source" not in entry:
                 raise ingest.config_error("[_source] required property is missing", property_name="_source")
-            doc = ingest.IngestDocument(copy.deepcopy(entry["_source"]), index=entry.get("_index", "_index"),
-                                        doc_id=entry.get("_id", "_id"), routing=entry.get("_routing"))
+            doc = ingest.IngestDocument(
+                copy.deepcopy(entry["_source"]),
+                index=entry.get("_index", "_index"),
+                doc_id=entry.get("_id", "_id"),
+                routing=entry.get("_routing"),
+            )
             doc.meta["_version"] = str(entry.get("_version", "-3"))
             try:
                 if pipeline_id is None:
@@ -1011,10 +1300,21 @@ class Cluster:
         default = settings.get("index.default_pipeline")
         return (None if default in (None, "_none") else default), final
 
-    def write(self, op: str, target: str | None, doc_id: str | None, source: Any, *, pipeline: str | None = None,
-              refresh: str | None = None, require_alias: bool = False, if_seq_no: Any = None,
-              if_primary_term: Any = None, routing: str | None = None,
-              update_body: dict[str, Any] | None = None) -> tuple[int, dict[str, Any]]:
+    def write(
+        self,
+        op: str,
+        target: str | None,
+        doc_id: str | None,
+        source: Any,
+        *,
+        pipeline: str | None = None,
+        refresh: str | None = None,
+        require_alias: bool = False,
+        if_seq_no: Any = None,
+        if_primary_term: Any = None,
+        routing: str | None = None,
+        update_body: dict[str, Any] | None = None,
+    ) -> tuple[int, dict[str, Any]]:
         """One write (``index`` / ``create`` / ``update`` / ``delete``): ``(status, item body)``.
 
         Raises ``ESError`` for a failed item; the caller shapes it (bulk item error or response).
@@ -1024,19 +1324,26 @@ class Cluster:
             cluster.write("index", "images", None, {"caption": "a dog"}, pipeline="_none")
         """
         if not target:
-            raise ESError(400, "action_request_validation_exception", "Validation Failed: 1: index is missing;")
+            raise ESError(
+                400, "action_request_validation_exception", "Validation Failed: 1: index is missing;"
+            )
         if doc_id is not None and doc_id == "":
             raise ESError(400, "illegal_argument_exception", "if _id is specified it must not be empty")
         if doc_id is not None and len(doc_id.encode()) > 512:
-            raise ESError(400, "illegal_argument_exception",
-                          f"id [{doc_id}] is too long, must be no longer than 512 bytes but was: "
-                          f"{len(doc_id.encode())}")
+            raise ESError(
+                400,
+                "illegal_argument_exception",
+                f"id [{doc_id}] is too long, must be no longer than 512 bytes but was: "
+                f"{len(doc_id.encode())}",
+            )
         if op == "delete":
             return self._delete(target, doc_id, refresh)
         if op == "update":
             return self._update(target, doc_id, update_body or {}, refresh)
         if not isinstance(source, dict):
-            raise ESError(400, "action_request_validation_exception", "Validation Failed: 1: source is missing;")
+            raise ESError(
+                400, "action_request_validation_exception", "Validation Failed: 1: source is missing;"
+            )
         with self.lock:
             name = self.write_index_for(target, require_alias=require_alias)
             validate_index_name(name)
@@ -1048,10 +1355,18 @@ class Cluster:
                 if not pid:
                     continue
                 if pid not in pipelines:
-                    raise ESError(400, "illegal_argument_exception", f"pipeline with id [{pid}] does not exist")
+                    raise ESError(
+                        400, "illegal_argument_exception", f"pipeline with id [{pid}] does not exist"
+                    )
                 if not ingest.run_pipeline(pipelines, pid, doc, infer=self.infer):
-                    return 200, {"_index": name, "_id": doc_id, "_version": -3, "result": "noop",
-                                 "_shards": {"total": 0, "successful": 0, "failed": 0}, "status": 200}
+                    return 200, {
+                        "_index": name,
+                        "_id": doc_id,
+                        "_version": -3,
+                        "result": "noop",
+                        "_shards": {"total": 0, "successful": 0, "failed": 0},
+                        "status": 200,
+                    }
             source = doc.source
             new_target = doc.meta.get("_index")
             if new_target and new_target != name:
@@ -1064,31 +1379,47 @@ class Cluster:
             if name not in self.indices:
                 self.create_index(name, {}, auto=True)
             idx = self.indices[name]
-            if idx.settings.get("index.blocks.write") == "true" or idx.settings.get("index.blocks.read_only") == "true":
-                raise ESError(403, "cluster_block_exception",
-                              f"index [{name}] blocked by: [FORBIDDEN/8/index write (api)];")
+            if (
+                idx.settings.get("index.blocks.write") == "true"
+                or idx.settings.get("index.blocks.read_only") == "true"
+            ):
+                raise ESError(
+                    403,
+                    "cluster_block_exception",
+                    f"index [{name}] blocked by: [FORBIDDEN/8/index write (api)];",
+                )
             update = parse_document(idx.mappings, source, doc_id)
             if doc_id is None:
                 doc_id = base64.urlsafe_b64encode(os.urandom(15)).decode()
             existing = idx.docs.get(doc_id)
             if op == "create" and existing is not None:
-                raise self._conflict(idx, doc_id, f"version conflict, document already exists (current version "
-                                                  f"[{existing.version}])")
+                raise self._conflict(
+                    idx,
+                    doc_id,
+                    f"version conflict, document already exists (current version [{existing.version}])",
+                )
             if if_seq_no is not None:
                 self._check_seq(idx, doc_id, existing, if_seq_no, if_primary_term)
             if update:
                 idx.mappings = merge_mappings(idx.mappings, update, strict_types=False)
             return self._store(idx, doc_id, source, existing, refresh)
 
-    def _store(self, idx: Index, doc_id: str, source: dict[str, Any], existing: DocRecord | None,
-               refresh: str | None) -> tuple[int, dict[str, Any]]:
+    def _store(
+        self, idx: Index, doc_id: str, source: dict[str, Any], existing: DocRecord | None, refresh: str | None
+    ) -> tuple[int, dict[str, Any]]:
         idx.seq_no += 1
         version = existing.version + 1 if existing else 1
         idx.docs[doc_id] = DocRecord(source, version, idx.seq_no)
         idx.dirty = True
-        body = {"_index": idx.name, "_id": doc_id, "_version": version,
-                "result": "updated" if existing else "created", "_shards": idx.shards_info(),
-                "_seq_no": idx.seq_no, "_primary_term": 1}
+        body = {
+            "_index": idx.name,
+            "_id": doc_id,
+            "_version": version,
+            "result": "updated" if existing else "created",
+            "_shards": idx.shards_info(),
+            "_seq_no": idx.seq_no,
+            "_primary_term": 1,
+        }
         self._maybe_refresh(idx, refresh, body)
         return (200 if existing else 201), body
 
@@ -1100,19 +1431,33 @@ class Cluster:
                 body["forced_refresh"] = True
 
     def _conflict(self, idx: Index, doc_id: str, detail: str) -> ESError:
-        return ESError(409, "version_conflict_engine_exception", f"[{doc_id}]: {detail}",
-                       index_uuid=idx.uuid, shard="0", index=idx.name)
+        return ESError(
+            409,
+            "version_conflict_engine_exception",
+            f"[{doc_id}]: {detail}",
+            index_uuid=idx.uuid,
+            shard="0",
+            index=idx.name,
+        )
 
-    def _check_seq(self, idx: Index, doc_id: str, existing: DocRecord | None, if_seq_no: Any,
-                   if_primary_term: Any) -> None:
+    def _check_seq(
+        self, idx: Index, doc_id: str, existing: DocRecord | None, if_seq_no: Any, if_primary_term: Any
+    ) -> None:
         want_seq, want_term = int(if_seq_no), int(if_primary_term if if_primary_term is not None else 1)
         if existing is None:
-            raise self._conflict(idx, doc_id, f"required seqNo [{want_seq}], primary term [{want_term}] but no "
-                                              f"document was found")
+            raise self._conflict(
+                idx,
+                doc_id,
+                f"required seqNo [{want_seq}], primary term [{want_term}] but no document was found",
+            )
         if existing.seq_no != want_seq or existing.primary_term != want_term:
-            raise self._conflict(idx, doc_id, f"version conflict, required seqNo [{want_seq}], primary term "
-                                              f"[{want_term}]. current document has seqNo [{existing.seq_no}] and "
-                                              f"primary term [{existing.primary_term}]")
+            raise self._conflict(
+                idx,
+                doc_id,
+                f"version conflict, required seqNo [{want_seq}], primary term "
+                f"[{want_term}]. current document has seqNo [{existing.seq_no}] and "
+                f"primary term [{existing.primary_term}]",
+            )
 
     def _delete(self, target: str, doc_id: str | None, refresh: str | None) -> tuple[int, dict[str, Any]]:
         if doc_id is None:
@@ -1126,26 +1471,43 @@ class Cluster:
             idx.seq_no += 1
             if existing is not None:
                 idx.dirty = True
-            body = {"_index": name, "_id": doc_id, "_version": (existing.version + 1) if existing else 1,
-                    "result": "deleted" if existing else "not_found", "_shards": idx.shards_info(),
-                    "_seq_no": idx.seq_no, "_primary_term": 1}
+            body = {
+                "_index": name,
+                "_id": doc_id,
+                "_version": (existing.version + 1) if existing else 1,
+                "result": "deleted" if existing else "not_found",
+                "_shards": idx.shards_info(),
+                "_seq_no": idx.seq_no,
+                "_primary_term": 1,
+            }
             self._maybe_refresh(idx, refresh, body)
             return (200 if existing else 404), body
 
-    def _update(self, target: str, doc_id: str | None, body: dict[str, Any],
-                refresh: str | None) -> tuple[int, dict[str, Any]]:
+    def _update(
+        self, target: str, doc_id: str | None, body: dict[str, Any], refresh: str | None
+    ) -> tuple[int, dict[str, Any]]:
         if doc_id is None:
             raise ESError(400, "action_request_validation_exception", "Validation Failed: 1: id is missing;")
         if not isinstance(body, dict):
-            raise ESError(400, "action_request_validation_exception", "Validation Failed: 1: script or doc is missing;")
-        unknown = [k for k in body if k not in ("doc", "doc_as_upsert", "upsert", "detect_noop", "_source",
-                                                "scripted_upsert", "script")]
+            raise ESError(
+                400, "action_request_validation_exception", "Validation Failed: 1: script or doc is missing;"
+            )
+        unknown = [
+            k
+            for k in body
+            if k
+            not in ("doc", "doc_as_upsert", "upsert", "detect_noop", "_source", "scripted_upsert", "script")
+        ]
         if unknown:
-            raise ESError(400, "x_content_parse_exception", f"[1:2] [UpdateRequest] unknown field [{unknown[0]}]")
+            raise ESError(
+                400, "x_content_parse_exception", f"[1:2] [UpdateRequest] unknown field [{unknown[0]}]"
+            )
         if "script" in body:
             raise ESError(400, "illegal_argument_exception", "the test cluster does not run update scripts")
         if "doc" not in body:
-            raise ESError(400, "action_request_validation_exception", "Validation Failed: 1: script or doc is missing;")
+            raise ESError(
+                400, "action_request_validation_exception", "Validation Failed: 1: script or doc is missing;"
+            )
         partial = body["doc"]
         with self.lock:
             name = self.write_index_for(target)
@@ -1156,15 +1518,27 @@ class Cluster:
                 if upsert is None:
                     if idx is None:
                         raise not_found_index(name)
-                    raise ESError(404, "document_missing_exception", f"[{doc_id}]: document missing",
-                                  index_uuid=idx.uuid, shard="0", index=name)
+                    raise ESError(
+                        404,
+                        "document_missing_exception",
+                        f"[{doc_id}]: document missing",
+                        index_uuid=idx.uuid,
+                        shard="0",
+                        index=name,
+                    )
                 return self.write("index", name, doc_id, copy.deepcopy(upsert), refresh=refresh)
             assert idx is not None
             merged = _deep_merge(existing.source, partial)
             if merged == existing.source and body.get("detect_noop", True) is not False:
-                return 200, {"_index": name, "_id": doc_id, "_version": existing.version, "result": "noop",
-                             "_shards": {"total": 0, "successful": 0, "failed": 0}, "_seq_no": existing.seq_no,
-                             "_primary_term": 1}
+                return 200, {
+                    "_index": name,
+                    "_id": doc_id,
+                    "_version": existing.version,
+                    "result": "noop",
+                    "_shards": {"total": 0, "successful": 0, "failed": 0},
+                    "_seq_no": existing.seq_no,
+                    "_primary_term": 1,
+                }
             update = parse_document(idx.mappings, merged, doc_id)
             if update:
                 idx.mappings = merge_mappings(idx.mappings, update, strict_types=False)
@@ -1176,15 +1550,29 @@ class Cluster:
         with self.lock:
             indices = self.resolve(target)
             if len(indices) != 1:
-                raise ESError(400, "illegal_argument_exception",
-                              f"alias [{target}] has more than one index associated with it "
-                              f"[{', '.join(i.name for i in indices)}], can't execute a single index op")
+                raise ESError(
+                    400,
+                    "illegal_argument_exception",
+                    f"alias [{target}] has more than one index associated with it "
+                    f"[{', '.join(i.name for i in indices)}], can't execute a single index op",
+                )
             idx = indices[0]
             rec = idx.docs.get(doc_id)
             if rec is None:
                 return 404, {"_index": idx.name, "_id": doc_id, "found": False}, None, idx
-            return 200, {"_index": idx.name, "_id": doc_id, "_version": rec.version, "_seq_no": rec.seq_no,
-                         "_primary_term": rec.primary_term, "found": True}, rec, idx
+            return (
+                200,
+                {
+                    "_index": idx.name,
+                    "_id": doc_id,
+                    "_version": rec.version,
+                    "_seq_no": rec.seq_no,
+                    "_primary_term": rec.primary_term,
+                    "found": True,
+                },
+                rec,
+                idx,
+            )
 
     # ------------------------------------------------------------------------------------------ bulk
     def bulk(self, default_index: str | None, raw: bytes, params: dict[str, str]) -> dict[str, Any]:
@@ -1194,7 +1582,9 @@ class Cluster:
         started = time.monotonic()
         text = raw.decode("utf-8")
         if not text.endswith("\n"):
-            raise ESError(400, "illegal_argument_exception", "The bulk request must be terminated by a newline [\\n]")
+            raise ESError(
+                400, "illegal_argument_exception", "The bulk request must be terminated by a newline [\\n]"
+            )
         lines = text.split("\n")
         ops: list[tuple[str, dict[str, Any], Any]] = []
         i = 0
@@ -1208,45 +1598,81 @@ class Cluster:
             try:
                 action = json.loads(line)
             except json.JSONDecodeError as exc:
-                raise ESError(400, "x_content_parse_exception", f"[{line_no}:{exc.colno}] {exc.msg}") from None
+                raise ESError(
+                    400, "x_content_parse_exception", f"[{line_no}:{exc.colno}] {exc.msg}"
+                ) from None
             if not isinstance(action, dict) or len(action) != 1:
-                raise ESError(400, "illegal_argument_exception",
-                              f"Malformed action/metadata line [{line_no}], expected START_OBJECT or END_OBJECT but "
-                              f"found [{'VALUE_STRING' if not isinstance(action, dict) else 'FIELD_NAME'}]")
+                raise ESError(
+                    400,
+                    "illegal_argument_exception",
+                    f"Malformed action/metadata line [{line_no}], expected START_OBJECT or END_OBJECT but "
+                    f"found [{'VALUE_STRING' if not isinstance(action, dict) else 'FIELD_NAME'}]",
+                )
             kind, meta = next(iter(action.items()))
             if kind not in ("index", "create", "update", "delete"):
-                raise ESError(400, "illegal_argument_exception",
-                              f"Malformed action/metadata line [{line_no}], expected field [create], [delete], "
-                              f"[index] or [update] but found [{kind}]")
+                raise ESError(
+                    400,
+                    "illegal_argument_exception",
+                    f"Malformed action/metadata line [{line_no}], expected field [create], [delete], "
+                    f"[index] or [update] but found [{kind}]",
+                )
             if not isinstance(meta, dict):
-                raise ESError(400, "illegal_argument_exception",
-                              f"Malformed action/metadata line [{line_no}], expected START_OBJECT but found "
-                              f"[VALUE_STRING]")
+                raise ESError(
+                    400,
+                    "illegal_argument_exception",
+                    f"Malformed action/metadata line [{line_no}], expected START_OBJECT but found "
+                    f"[VALUE_STRING]",
+                )
             for key in meta:
-                if key not in ("_index", "_id", "pipeline", "require_alias", "routing", "if_seq_no",
-                               "if_primary_term", "version", "version_type", "retry_on_conflict", "_source",
-                               "dynamic_templates", "list_executed_pipelines", "require_data_stream", "op_type"):
-                    raise ESError(400, "illegal_argument_exception",
-                                  f"Action/metadata line [{line_no}] contains an unknown parameter [{key}]")
+                if key not in (
+                    "_index",
+                    "_id",
+                    "pipeline",
+                    "require_alias",
+                    "routing",
+                    "if_seq_no",
+                    "if_primary_term",
+                    "version",
+                    "version_type",
+                    "retry_on_conflict",
+                    "_source",
+                    "dynamic_templates",
+                    "list_executed_pipelines",
+                    "require_data_stream",
+                    "op_type",
+                ):
+                    raise ESError(
+                        400,
+                        "illegal_argument_exception",
+                        f"Action/metadata line [{line_no}] contains an unknown parameter [{key}]",
+                    )
             doc: Any = None
             if kind != "delete":
                 while i < len(lines) and not lines[i].strip():
                     i += 1
                     line_no += 1
                 if i >= len(lines):
-                    raise ESError(400, "illegal_argument_exception",
-                                  f"Validation Failed: 1: no requests added;" if not ops else
-                                  "The bulk request must be terminated by a newline [\\n]")
+                    raise ESError(
+                        400,
+                        "illegal_argument_exception",
+                        "Validation Failed: 1: no requests added;"
+                        if not ops
+                        else "The bulk request must be terminated by a newline [\\n]",
+                    )
                 try:
                     doc = json.loads(lines[i])
                 except json.JSONDecodeError as exc:
                     # ES fails the whole request on a malformed source line.
-                    raise ESError(400, "x_content_parse_exception", f"[{line_no + 1}:{exc.colno}] {exc.msg}") from None
+                    raise ESError(
+                        400, "x_content_parse_exception", f"[{line_no + 1}:{exc.colno}] {exc.msg}"
+                    ) from None
                 i += 1
                 line_no += 1
             ops.append((kind, meta, doc))
         if not ops:
-            raise ESError(400, "action_request_validation_exception", "Validation Failed: 1: no requests added;")
+            raise ESError(
+                400, "action_request_validation_exception", "Validation Failed: 1: no requests added;"
+            )
         if self.faults.take_bulk_request():
             raise rejected_execution()
         refresh = params.get("refresh")
@@ -1261,7 +1687,9 @@ class Cluster:
             doc_id = None if doc_id is None else str(doc_id)
             if self.faults.take_bulk_item():
                 err = rejected_execution()
-                items.append({kind: {"_index": target, "_id": doc_id, "status": 429, "error": err.error_object()}})
+                items.append(
+                    {kind: {"_index": target, "_id": doc_id, "status": 429, "error": err.error_object()}}
+                )
                 errors = True
                 continue
             try:
@@ -1270,10 +1698,17 @@ class Cluster:
                 else:
                     op = kind
                 status, body = self.write(
-                    op, target, doc_id, doc, pipeline=meta.get("pipeline", request_pipeline),
+                    op,
+                    target,
+                    doc_id,
+                    doc,
+                    pipeline=meta.get("pipeline", request_pipeline),
                     require_alias=bool(meta.get("require_alias", request_require_alias)),
-                    if_seq_no=meta.get("if_seq_no"), if_primary_term=meta.get("if_primary_term"),
-                    routing=meta.get("routing"), update_body=doc if kind == "update" else None)
+                    if_seq_no=meta.get("if_seq_no"),
+                    if_primary_term=meta.get("if_primary_term"),
+                    routing=meta.get("routing"),
+                    update_body=doc if kind == "update" else None,
+                )
                 touched.add(body["_index"])
                 body = {**body, "status": status}
                 items.append({kind: body})
@@ -1282,8 +1717,16 @@ class Cluster:
                 index_name = target
                 if exc.extra.get("index"):
                     index_name = exc.extra["index"]
-                items.append({kind: {"_index": index_name, "_id": doc_id, "status": exc.status,
-                                     "error": exc.error_object()}})
+                items.append(
+                    {
+                        kind: {
+                            "_index": index_name,
+                            "_id": doc_id,
+                            "status": exc.status,
+                            "error": exc.error_object(),
+                        }
+                    }
+                )
         if refresh in ("true", "", "wait_for"):
             with self.lock:
                 for name in touched:
@@ -1299,30 +1742,50 @@ class Cluster:
 
     # ---------------------------------------------------------------------------------------- license
     def license_body(self) -> dict[str, Any]:
-        lic: dict[str, Any] = {"status": "active", "uid": self.license_uid, "type": self.license_type,
-                               "issue_date": _iso(self.license_issued), "issue_date_in_millis": self.license_issued}
+        lic: dict[str, Any] = {
+            "status": "active",
+            "uid": self.license_uid,
+            "type": self.license_type,
+            "issue_date": _iso(self.license_issued),
+            "issue_date_in_millis": self.license_issued,
+        }
         if self.license_type != "basic":
             expiry = self.license_issued + 30 * 86_400_000
             lic["expiry_date"] = _iso(expiry)
             lic["expiry_date_in_millis"] = expiry
-        lic.update({"max_nodes": 1000, "max_resource_units": None, "issued_to": self.cluster_name,
-                    "issuer": "elasticsearch", "start_date_in_millis": -1})
+        lic.update(
+            {
+                "max_nodes": 1000,
+                "max_resource_units": None,
+                "issued_to": self.cluster_name,
+                "issuer": "elasticsearch",
+                "start_date_in_millis": -1,
+            }
+        )
         return {"license": lic}
 
     def start_trial(self, params: dict[str, str]) -> tuple[int, dict[str, Any]]:
         with self.lock:
             if params.get("acknowledge") != "true":
-                return 200, {"acknowledged": False, "trial_was_started": False,
-                             "error_message": "Operation failed: Needs acknowledgement.",
-                             "acknowledge": {"message": "This API initiates a free 30-day trial for all platinum "
-                                             "features. By starting this trial, you agree that it is subject to the "
-                                             "terms and conditions at https://www.elastic.co/legal/trial_license/. "
-                                             "To begin your free trial, call /start_trial again and specify the "
-                                             "\"acknowledge=true\" parameter.",
-                                             "x-pack": ["ML", "Security", "Watcher", "Graph"]}}
+                return 200, {
+                    "acknowledged": False,
+                    "trial_was_started": False,
+                    "error_message": "Operation failed: Needs acknowledgement.",
+                    "acknowledge": {
+                        "message": "This API initiates a free 30-day trial for all platinum "
+                        "features. By starting this trial, you agree that it is subject to the "
+                        "terms and conditions at https://www.elastic.co/legal/trial_license/. "
+                        "To begin your free trial, call /start_trial again and specify the "
+                        '"acknowledge=true" parameter.',
+                        "x-pack": ["ML", "Security", "Watcher", "Graph"],
+                    },
+                }
             if self.trial_used or self.license_type != "basic":
-                return 403, {"acknowledged": True, "trial_was_started": False,
-                             "error_message": "Operation failed: Trial was already activated."}
+                return 403, {
+                    "acknowledged": True,
+                    "trial_was_started": False,
+                    "error_message": "Operation failed: Trial was already activated.",
+                }
             self.license_type = "trial"
             self.trial_used = True
             self.license_uid = str(_uuid.uuid4())
@@ -1332,14 +1795,22 @@ class Cluster:
     def start_basic(self, params: dict[str, str]) -> tuple[int, dict[str, Any]]:
         with self.lock:
             if self.license_type == "basic":
-                return 200, {"acknowledged": True, "basic_was_started": False,
-                             "error_message": "Operation failed: Current license is basic."}
+                return 200, {
+                    "acknowledged": True,
+                    "basic_was_started": False,
+                    "error_message": "Operation failed: Current license is basic.",
+                }
             if params.get("acknowledge") != "true":
-                return 200, {"acknowledged": False, "basic_was_started": False,
-                             "error_message": "Operation failed: Needs acknowledgement.",
-                             "acknowledge": {"message": "This license update requires acknowledgement. To "
-                                             "acknowledge the license, please read the following messages and call "
-                                             "/start_basic again, this time with the \"acknowledge=true\" parameter:"}}
+                return 200, {
+                    "acknowledged": False,
+                    "basic_was_started": False,
+                    "error_message": "Operation failed: Needs acknowledgement.",
+                    "acknowledge": {
+                        "message": "This license update requires acknowledgement. To "
+                        "acknowledge the license, please read the following messages and call "
+                        '/start_basic again, this time with the "acknowledge=true" parameter:'
+                    },
+                }
             self.license_type = "basic"
             self.license_uid = str(_uuid.uuid4())
             self.license_issued = _now_ms()
@@ -1355,37 +1826,62 @@ class Cluster:
                     self.ml_memory_bytes = int(value)
                 elif key == "license":
                     if value not in LICENSE_TYPES:
-                        raise ESError(400, "illegal_argument_exception", f"license must be one of {LICENSE_TYPES}")
+                        raise ESError(
+                            400, "illegal_argument_exception", f"license must be one of {LICENSE_TYPES}"
+                        )
                     self.license_type = value
                     self.trial_used = self.trial_used or value == "trial"
                 else:
-                    raise ESError(400, "illegal_argument_exception",
-                                  f"unknown config key [{key}]; known: [license, ml_memory_bytes, ml_nodes]")
+                    raise ESError(
+                        400,
+                        "illegal_argument_exception",
+                        f"unknown config key [{key}]; known: [license, ml_memory_bytes, ml_nodes]",
+                    )
             return self.config()
 
     def config(self) -> dict[str, Any]:
-        return {"license": self.license_type, "ml_nodes": self.ml_nodes, "ml_memory_bytes": self.ml_memory_bytes}
+        return {
+            "license": self.license_type,
+            "ml_nodes": self.ml_nodes,
+            "ml_memory_bytes": self.ml_memory_bytes,
+        }
 
     # ------------------------------------------------------------------------------------ cluster info
     def health(self, expression: str | None) -> dict[str, Any]:
         with self.lock:
             indices = self.resolve(expression) if expression else list(self.indices.values())
             status = "green"
-            if any(i.replicas() > 0 and i.settings.get("index.auto_expand_replicas") in (None, "false")
-                   for i in indices):
+            if any(
+                i.replicas() > 0 and i.settings.get("index.auto_expand_replicas") in (None, "false")
+                for i in indices
+            ):
                 status = "yellow"
             primaries = sum(int(i.settings.get("index.number_of_shards", "1")) for i in indices)
-            unassigned = sum(i.replicas() * int(i.settings.get("index.number_of_shards", "1")) for i in indices
-                             if i.settings.get("index.auto_expand_replicas") in (None, "false"))
+            unassigned = sum(
+                i.replicas() * int(i.settings.get("index.number_of_shards", "1"))
+                for i in indices
+                if i.settings.get("index.auto_expand_replicas") in (None, "false")
+            )
             nodes = 1 + max(0, self.ml_nodes - 1)
             total = primaries + unassigned
-            return {"cluster_name": self.cluster_name, "status": status, "timed_out": False,
-                    "number_of_nodes": nodes, "number_of_data_nodes": 1, "active_primary_shards": primaries,
-                    "active_shards": primaries, "relocating_shards": 0, "initializing_shards": 0,
-                    "unassigned_shards": unassigned, "unassigned_primary_shards": 0, "delayed_unassigned_shards": 0,
-                    "number_of_pending_tasks": 0, "number_of_in_flight_fetch": 0,
-                    "task_max_waiting_in_queue_millis": 0,
-                    "active_shards_percent_as_number": 100.0 if total == 0 else primaries * 100.0 / total}
+            return {
+                "cluster_name": self.cluster_name,
+                "status": status,
+                "timed_out": False,
+                "number_of_nodes": nodes,
+                "number_of_data_nodes": 1,
+                "active_primary_shards": primaries,
+                "active_shards": primaries,
+                "relocating_shards": 0,
+                "initializing_shards": 0,
+                "unassigned_shards": unassigned,
+                "unassigned_primary_shards": 0,
+                "delayed_unassigned_shards": 0,
+                "number_of_pending_tasks": 0,
+                "number_of_in_flight_fetch": 0,
+                "task_max_waiting_in_queue_millis": 0,
+                "active_shards_percent_as_number": 100.0 if total == 0 else primaries * 100.0 / total,
+            }
 
     def nodes(self) -> list[dict[str, Any]]:
         """The nodes: node 0 holds every role (ML too when ml_nodes >= 1); extra ML nodes hold only ``ml``."""
@@ -1393,24 +1889,54 @@ class Cluster:
         count = max(1, self.ml_nodes)
         for n in range(count):
             has_ml = self.ml_nodes >= 1
-            roles = (["data", "data_cold", "data_content", "data_frozen", "data_hot", "data_warm", "ingest",
-                      "master", "ml", "remote_cluster_client", "transform"] if n == 0 else ["ml"])
+            roles = (
+                [
+                    "data",
+                    "data_cold",
+                    "data_content",
+                    "data_frozen",
+                    "data_hot",
+                    "data_warm",
+                    "ingest",
+                    "master",
+                    "ml",
+                    "remote_cluster_client",
+                    "transform",
+                ]
+                if n == 0
+                else ["ml"]
+            )
             if not has_ml:
                 roles = [r for r in roles if r != "ml"]
-            attributes = {"xpack.installed": "true", "transform.config_version": "10.0.0",
-                          "ml.config_version": "12.0.0"}
+            attributes = {
+                "xpack.installed": "true",
+                "transform.config_version": "10.0.0",
+                "ml.config_version": "12.0.0",
+            }
             if has_ml:
-                attributes.update({"ml.machine_memory": str(self.ml_memory_bytes),
-                                   "ml.max_jvm_size": str(self.ml_memory_bytes // 2),
-                                   "ml.allocated_processors": "4", "ml.allocated_processors_double": "4.0"})
-            out.append({"id": self.node_ids[n % len(self.node_ids)], "name": f"node-{n}", "roles": roles,
-                        "attributes": attributes})
+                attributes.update(
+                    {
+                        "ml.machine_memory": str(self.ml_memory_bytes),
+                        "ml.max_jvm_size": str(self.ml_memory_bytes // 2),
+                        "ml.allocated_processors": "4",
+                        "ml.allocated_processors_double": "4.0",
+                    }
+                )
+            out.append(
+                {
+                    "id": self.node_ids[n % len(self.node_ids)],
+                    "name": f"node-{n}",
+                    "roles": roles,
+                    "attributes": attributes,
+                }
+            )
         return out
 
 
 def _iso(ms: int) -> str:
     import datetime as dt
-    return dt.datetime.fromtimestamp(ms / 1000, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+    return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
 def _alias_spec(spec: dict[str, Any]) -> dict[str, Any]:
@@ -1450,7 +1976,9 @@ def _deep_merge(base: Any, overlay: Any) -> Any:
         return copy.deepcopy(overlay)
     out = copy.deepcopy(base)
     for key, value in overlay.items():
-        out[key] = _deep_merge(out.get(key), value) if isinstance(value, dict) and isinstance(out.get(key), dict) \
+        out[key] = (
+            _deep_merge(out.get(key), value)
+            if isinstance(value, dict) and isinstance(out.get(key), dict)
             else copy.deepcopy(value)
+        )
     return out
-

@@ -36,7 +36,7 @@ class Handle:
 
     @property
     def faults(self) -> Any:
-        """The fault injector (same as ``POST /_test/faults``): ``handle.faults.add({"bulk_429_items": 3})``."""
+        """The fault injector (as ``POST /_test/faults``): ``handle.faults.add({"bulk_429_items": 3})``."""
         return self.state.faults
 
     def stop(self) -> None:
@@ -49,9 +49,17 @@ class Handle:
         self._thread = None
 
 
-def start_cluster(*, license: str = "trial", api_key: str | None = None, version: str = "9.2.0",
-                  ml_nodes: int = 1, ml_memory_bytes: int = 4 * 1024**3, password: str | None = None,
-                  host: str = "127.0.0.1", port: int = 0) -> Handle:
+def start_cluster(
+    *,
+    license: str = "trial",
+    api_key: str | None = None,
+    version: str = "9.2.0",
+    ml_nodes: int = 1,
+    ml_memory_bytes: int = 4 * 1024**3,
+    password: str | None = None,
+    host: str = "127.0.0.1",
+    port: int = 0,
+) -> Handle:
     """Start a cluster on a daemon thread and return its :class:`Handle` (call ``stop()`` when done).
 
     Example::
@@ -63,17 +71,28 @@ def start_cluster(*, license: str = "trial", api_key: str | None = None, version
     cluster = Cluster(license=license, version=version, ml_nodes=ml_nodes, ml_memory_bytes=ml_memory_bytes)
     server = make_server(cluster, host, port, api_key=api_key, password=password)
     bound_host, bound_port = server.server_address[:2]
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1},
-                              name=f"escluster-{bound_port}", daemon=True)
+    thread = threading.Thread(
+        target=server.serve_forever,
+        kwargs={"poll_interval": 0.1},
+        name=f"escluster-{bound_port}",
+        daemon=True,
+    )
     thread.start()
-    return Handle(url=f"http://{bound_host}:{bound_port}", state=cluster, server=server, api_key=api_key,
-                  _thread=thread)
+    return Handle(
+        url=f"http://{bound_host}:{bound_port}", state=cluster, server=server, api_key=api_key, _thread=thread
+    )
 
 
 @contextmanager
-def running_cluster(*, license: str = "trial", api_key: str | None = None, version: str = "9.2.0",
-                    ml_nodes: int = 1, ml_memory_bytes: int = 4 * 1024**3,
-                    password: str | None = None) -> Iterator[Handle]:
+def running_cluster(
+    *,
+    license: str = "trial",
+    api_key: str | None = None,
+    version: str = "9.2.0",
+    ml_nodes: int = 1,
+    ml_memory_bytes: int = 4 * 1024**3,
+    password: str | None = None,
+) -> Iterator[Handle]:
     """Context manager around :func:`start_cluster`; the cluster stops on exit.
 
     Example::
@@ -81,8 +100,14 @@ def running_cluster(*, license: str = "trial", api_key: str | None = None, versi
         with running_cluster(license="trial", ml_nodes=0) as es:
             requests.get(es.url)
     """
-    handle = start_cluster(license=license, api_key=api_key, version=version, ml_nodes=ml_nodes,
-                           ml_memory_bytes=ml_memory_bytes, password=password)
+    handle = start_cluster(
+        license=license,
+        api_key=api_key,
+        version=version,
+        ml_nodes=ml_nodes,
+        ml_memory_bytes=ml_memory_bytes,
+        password=password,
+    )
     try:
         yield handle
     finally:
@@ -91,7 +116,7 @@ def running_cluster(*, license: str = "trial", api_key: str | None = None, versi
 
 @dataclass
 class Reply:
-    """A raw HTTP reply: ``status``, ``headers`` (lower-case names), ``body`` (parsed JSON or None), ``raw``."""
+    """A raw HTTP reply: ``status``, ``headers`` (lower-case), ``body`` (parsed JSON or None), ``raw``."""
 
     status: int
     headers: dict[str, str]
@@ -99,8 +124,16 @@ class Reply:
     raw: bytes
 
 
-def call(url: str, method: str, path: str, body: Any = None, *, headers: dict[str, str] | None = None,
-         ndjson: bool = False, timeout: float = 30.0) -> Reply:
+def call(
+    url: str,
+    method: str,
+    path: str,
+    body: Any = None,
+    *,
+    headers: dict[str, str] | None = None,
+    ndjson: bool = False,
+    timeout: float = 30.0,
+) -> Reply:
     """Send one request without any client library (to check the wire protocol exactly).
 
     Args:

@@ -21,7 +21,13 @@ def ndjson(*lines):
 
 
 def test_bulk_requires_trailing_newline(escluster):
-    r = call(escluster.url, "POST", "/_bulk", ndjson({"index": {"_index": "a"}}, {"x": 1}).rstrip("\n"), ndjson=True)
+    r = call(
+        escluster.url,
+        "POST",
+        "/_bulk",
+        ndjson({"index": {"_index": "a"}}, {"x": 1}).rstrip("\n"),
+        ndjson=True,
+    )
     assert r.status == 400
     assert r.body["error"]["type"] == "illegal_argument_exception"
     assert r.body["error"]["reason"] == "The bulk request must be terminated by a newline [\\n]"
@@ -35,19 +41,28 @@ def test_bulk_malformed_action_fails_request(escluster):
 
 
 def test_bulk_actions_and_response_shape(escluster, es):
-    body = ndjson({"index": {"_index": "a", "_id": "1"}}, {"x": 1},
-                  {"create": {"_index": "a", "_id": "2"}}, {"x": 2},
-                  {"index": {"_index": "a"}}, {"x": 3},
-                  {"update": {"_index": "a", "_id": "1"}}, {"doc": {"y": 1}},
-                  {"update": {"_index": "a", "_id": "9"}}, {"doc": {"y": 1}, "doc_as_upsert": True},
-                  {"delete": {"_index": "a", "_id": "2"}},
-                  {"delete": {"_index": "a", "_id": "404"}})
+    body = ndjson(
+        {"index": {"_index": "a", "_id": "1"}},
+        {"x": 1},
+        {"create": {"_index": "a", "_id": "2"}},
+        {"x": 2},
+        {"index": {"_index": "a"}},
+        {"x": 3},
+        {"update": {"_index": "a", "_id": "1"}},
+        {"doc": {"y": 1}},
+        {"update": {"_index": "a", "_id": "9"}},
+        {"doc": {"y": 1}, "doc_as_upsert": True},
+        {"delete": {"_index": "a", "_id": "2"}},
+        {"delete": {"_index": "a", "_id": "404"}},
+    )
     r = call(escluster.url, "POST", "/_bulk?refresh=true", body, ndjson=True)
     assert r.status == 200
     assert set(r.body) == {"took", "errors", "items"} and r.body["errors"] is False
     items = r.body["items"]
     first = items[0]["index"]
-    assert {"_index", "_id", "_version", "result", "_shards", "_seq_no", "_primary_term", "status"} <= set(first)
+    assert {"_index", "_id", "_version", "result", "_shards", "_seq_no", "_primary_term", "status"} <= set(
+        first
+    )
     assert (first["result"], first["status"], first["_version"]) == ("created", 201, 1)
     assert items[1]["create"]["status"] == 201
     auto_id = items[2]["index"]["_id"]
@@ -70,28 +85,46 @@ def test_bulk_with_index_in_path_and_create_conflict(escluster):
     assert ok["_index"] == "a" and ok["status"] == 201
     assert conflict["status"] == 409
     assert conflict["error"]["type"] == "version_conflict_engine_exception"
-    assert conflict["error"]["reason"] == "[1]: version conflict, document already exists (current version [1])"
+    assert (
+        conflict["error"]["reason"] == "[1]: version conflict, document already exists (current version [1])"
+    )
 
 
 def test_bulk_validation_error_fails_only_that_item(escluster, es):
     es.indices.create(index="a", mappings={"properties": {"v": {"type": "dense_vector", "dims": 2}}})
-    body = ndjson({"index": {"_index": "a", "_id": "1"}}, {"v": [1, 0]},
-                  {"index": {"_index": "a", "_id": "2"}}, {"v": [1, 0, 0]},
-                  {"index": {"_index": "Bad"}}, {"v": [1, 0]},
-                  {"update": {"_index": "a", "_id": "missing"}}, {"doc": {"v": [0, 1]}},
-                  {"index": {"_index": "a", "_id": "3"}}, {"v": [0, 1]})
+    body = ndjson(
+        {"index": {"_index": "a", "_id": "1"}},
+        {"v": [1, 0]},
+        {"index": {"_index": "a", "_id": "2"}},
+        {"v": [1, 0, 0]},
+        {"index": {"_index": "Bad"}},
+        {"v": [1, 0]},
+        {"update": {"_index": "a", "_id": "missing"}},
+        {"doc": {"v": [0, 1]}},
+        {"index": {"_index": "a", "_id": "3"}},
+        {"v": [0, 1]},
+    )
     r = call(escluster.url, "POST", "/_bulk", body, ndjson=True)
     statuses = [next(iter(i.values()))["status"] for i in r.body["items"]]
     assert statuses == [201, 400, 400, 404, 201]
     errors = [next(iter(i.values())).get("error", {}).get("type") for i in r.body["items"]]
-    assert errors == [None, "document_parsing_exception", "invalid_index_name_exception",
-                      "document_missing_exception", None]
+    assert errors == [
+        None,
+        "document_parsing_exception",
+        "invalid_index_name_exception",
+        "document_missing_exception",
+        None,
+    ]
 
 
 def test_require_alias(escluster, es):
     es.indices.create(index="real", aliases={"al": {}})
-    body = ndjson({"index": {"_index": "al", "require_alias": True}}, {"x": 1},
-                  {"index": {"_index": "real", "require_alias": True}}, {"x": 1})
+    body = ndjson(
+        {"index": {"_index": "al", "require_alias": True}},
+        {"x": 1},
+        {"index": {"_index": "real", "require_alias": True}},
+        {"x": 1},
+    )
     items = call(escluster.url, "POST", "/_bulk", body, ndjson=True).body["items"]
     assert items[0]["index"]["status"] == 201 and items[0]["index"]["_index"] == "real"
     assert items[1]["index"]["status"] == 404
@@ -123,8 +156,10 @@ def test_doc_apis(es, escluster):
 
 def test_helpers_bulk_thousand_vectors(es):
     es.indices.create(index="img", mappings={"properties": {"v": {"type": "dense_vector", "dims": 512}}})
-    actions = ({"_index": "img", "_id": str(i), "v": [random.uniform(-1, 1) for _ in range(512)]}
-               for i in range(1000))
+    actions = (
+        {"_index": "img", "_id": str(i), "v": [random.uniform(-1, 1) for _ in range(512)]}
+        for i in range(1000)
+    )
     ok, errors = helpers.bulk(es, actions, chunk_size=500, refresh=True)
     assert (ok, errors) == (1000, [])
     assert es.count(index="img")["count"] == 1000
@@ -134,8 +169,11 @@ def test_streaming_bulk_retries_injected_item_429s(es, escluster):
     call(escluster.url, "POST", "/_test/faults", {"bulk_429_items": 7})
     actions = ({"_index": "a", "_id": str(i), "n": i} for i in range(40))
     # The client retries item-level 429s only with raise_on_error=False (it raises on the chunk otherwise).
-    results = list(helpers.streaming_bulk(es, actions, chunk_size=10, max_retries=5, initial_backoff=0.01,
-                                          raise_on_error=False))
+    results = list(
+        helpers.streaming_bulk(
+            es, actions, chunk_size=10, max_retries=5, initial_backoff=0.01, raise_on_error=False
+        )
+    )
     assert all(ok for ok, _ in results) and len(results) == 40
     es.indices.refresh(index="a")
     assert es.count(index="a")["count"] == 40
@@ -144,8 +182,15 @@ def test_streaming_bulk_retries_injected_item_429s(es, escluster):
 
 def test_injected_item_429_shape(escluster):
     call(escluster.url, "POST", "/_test/faults", {"bulk_429_items": 1})
-    r = call(escluster.url, "POST", "/_bulk", ndjson({"index": {"_index": "a", "_id": "1"}}, {"x": 1},
-                                                    {"index": {"_index": "a", "_id": "2"}}, {"x": 2}), ndjson=True)
+    r = call(
+        escluster.url,
+        "POST",
+        "/_bulk",
+        ndjson(
+            {"index": {"_index": "a", "_id": "1"}}, {"x": 1}, {"index": {"_index": "a", "_id": "2"}}, {"x": 2}
+        ),
+        ndjson=True,
+    )
     assert r.status == 200 and r.body["errors"] is True
     first, second = (i["index"] for i in r.body["items"])
     assert first["status"] == 429 and first["error"]["type"] == "es_rejected_execution_exception"
@@ -157,14 +202,17 @@ def test_whole_bulk_request_429_and_client_retry(escluster, es):
     r = call(escluster.url, "POST", "/_bulk", ndjson({"index": {"_index": "a"}}, {"x": 1}), ndjson=True)
     assert r.status == 429 and r.body["error"]["type"] == "es_rejected_execution_exception"
     call(escluster.url, "POST", "/_test/faults", {"bulk_429_requests": 2})
-    results = list(helpers.streaming_bulk(es, ({"_index": "a", "x": i} for i in range(3)), max_retries=5,
-                                          initial_backoff=0.01))
+    results = list(
+        helpers.streaming_bulk(
+            es, ({"_index": "a", "x": i} for i in range(3)), max_retries=5, initial_backoff=0.01
+        )
+    )
     assert len(results) == 3 and all(ok for ok, _ in results)
 
 
 def test_fail_requests_by_prefix_then_recover(escluster):
     call(escluster.url, "POST", "/_test/faults", {"fail_requests": 2, "status": 503, "path_prefix": "/_bulk"})
-    assert call(escluster.url, "GET", "/").status == 200          # other paths unaffected
+    assert call(escluster.url, "GET", "/").status == 200  # other paths unaffected
     body = ndjson({"index": {"_index": "a"}}, {"x": 1})
     first = call(escluster.url, "POST", "/_bulk", body, ndjson=True)
     assert first.status == 503 and first.body["status"] == 503
@@ -184,7 +232,12 @@ def test_drop_connections_and_latency(escluster):
     assert call(escluster.url, "GET", "/").status == 200
     call(escluster.url, "DELETE", "/_test/faults")
     assert call(escluster.url, "GET", "/_test/faults").body == {
-        "bulk_429_items": 0, "bulk_429_requests": 0, "fail_requests": [], "drop_connections": [], "latency_ms": 0.0}
+        "bulk_429_items": 0,
+        "bulk_429_requests": 0,
+        "fail_requests": [],
+        "drop_connections": [],
+        "latency_ms": 0.0,
+    }
 
 
 def test_unknown_fault_key_is_rejected(escluster):
@@ -193,7 +246,12 @@ def test_unknown_fault_key_is_rejected(escluster):
 
 
 def test_client_surfaces_fail_requests_as_api_error(escluster):
-    call(escluster.url, "POST", "/_test/faults", {"fail_requests": 1, "status": 500, "path_prefix": "/_license"})
+    call(
+        escluster.url,
+        "POST",
+        "/_test/faults",
+        {"fail_requests": 1, "status": 500, "path_prefix": "/_license"},
+    )
     with pytest.raises(ApiError) as info:
         Elasticsearch(escluster.url, max_retries=0).license.get()
     assert info.value.meta.status == 500

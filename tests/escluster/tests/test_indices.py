@@ -16,8 +16,11 @@ def es(escluster):
 
 
 def test_create_get_exists_delete(es):
-    created = es.indices.create(index="images", settings={"number_of_shards": 1},
-                                mappings={"properties": {"caption": {"type": "text"}}})
+    created = es.indices.create(
+        index="images",
+        settings={"number_of_shards": 1},
+        mappings={"properties": {"caption": {"type": "text"}}},
+    )
     assert created.body == {"acknowledged": True, "shards_acknowledged": True, "index": "images"}
     assert es.indices.exists(index="images")
     got = es.indices.get(index="images")["images"]
@@ -36,15 +39,18 @@ def test_existing_index_is_resource_already_exists(es):
     assert info.value.error == "resource_already_exists_exception"
 
 
-@pytest.mark.parametrize(("name", "reason"), [
-    ("Upper", "must be lowercase"),
-    ("_under", "must not start with '_', '-', or '+'"),
-    ("-dash", "must not start with '_', '-', or '+'"),
-    ("a*b", "must not contain the following characters"),
-    ("a b", "must not contain the following characters"),
-    ("..", "must not be '.' or '..'"),
-    ("x" * 256, "index name is too long"),
-])
+@pytest.mark.parametrize(
+    ("name", "reason"),
+    [
+        ("Upper", "must be lowercase"),
+        ("_under", "must not start with '_', '-', or '+'"),
+        ("-dash", "must not start with '_', '-', or '+'"),
+        ("a*b", "must not contain the following characters"),
+        ("a b", "must not contain the following characters"),
+        ("..", "must not be '.' or '..'"),
+        ("x" * 256, "index name is too long"),
+    ],
+)
 def test_invalid_index_names(escluster, name, reason):
     r = call(escluster.url, "PUT", f"/{name.replace(' ', '%20').replace('*', '%2A')}")
     assert r.status == 400
@@ -53,9 +59,13 @@ def test_invalid_index_names(escluster, name, reason):
 
 
 def test_missing_index_operations_are_404(es):
-    for call_ in (lambda: es.indices.get(index="nope"), lambda: es.indices.delete(index="nope"),
-                  lambda: es.indices.get_mapping(index="nope"), lambda: es.get(index="nope", id="1"),
-                  lambda: es.indices.refresh(index="nope")):
+    for call_ in (
+        lambda: es.indices.get(index="nope"),
+        lambda: es.indices.delete(index="nope"),
+        lambda: es.indices.get_mapping(index="nope"),
+        lambda: es.get(index="nope", id="1"),
+        lambda: es.indices.refresh(index="nope"),
+    ):
         with pytest.raises(NotFoundError) as info:
             call_()
         assert info.value.error == "index_not_found_exception"
@@ -100,8 +110,8 @@ def test_put_mapping_adds_fields_and_refuses_type_change(es):
 def test_refresh_visibility(es):
     es.indices.create(index="a", settings={"refresh_interval": "-1"})
     es.index(index="a", id="1", document={"x": 1})
-    assert es.get(index="a", id="1")["_source"] == {"x": 1}        # realtime get
-    assert es.count(index="a")["count"] == 0                        # not refreshed yet
+    assert es.get(index="a", id="1")["_source"] == {"x": 1}  # realtime get
+    assert es.count(index="a")["count"] == 0  # not refreshed yet
     es.indices.refresh(index="a")
     assert es.count(index="a")["count"] == 1
     es.index(index="a", id="2", document={"x": 2}, refresh="wait_for")
@@ -122,8 +132,12 @@ def test_periodic_refresh_makes_docs_visible(es):
 def test_aliases_add_remove_write_index(es, escluster):
     es.indices.create(index="v1")
     es.indices.create(index="v2")
-    r = es.indices.update_aliases(actions=[{"add": {"index": "v1", "alias": "cur"}},
-                                           {"add": {"index": "v2", "alias": "cur", "is_write_index": True}}])
+    r = es.indices.update_aliases(
+        actions=[
+            {"add": {"index": "v1", "alias": "cur"}},
+            {"add": {"index": "v2", "alias": "cur", "is_write_index": True}},
+        ]
+    )
     assert r.body == {"acknowledged": True, "errors": False}
     got = es.indices.get_alias(name="cur").body
     assert got == {"v1": {"aliases": {"cur": {}}}, "v2": {"aliases": {"cur": {"is_write_index": True}}}}
@@ -156,37 +170,60 @@ def test_alias_name_clashes_with_index(escluster):
 
 
 def test_index_template_with_components_and_priority(es):
-    es.cluster.put_component_template(name="base", template={
-        "settings": {"number_of_replicas": 0},
-        "mappings": {"properties": {"caption": {"type": "text"}, "tag": {"type": "keyword"}}}})
-    es.cluster.put_component_template(name="vectors", template={
-        "mappings": {"properties": {"v": {"type": "dense_vector", "dims": 4, "similarity": "dot_product",
-                                          "index_options": {"type": "hnsw"}}}}})
-    es.indices.put_index_template(name="low", index_patterns=["img-*"], priority=1,
-                                  template={"settings": {"number_of_shards": 3}})
-    es.indices.put_index_template(name="high", index_patterns=["img-*"], priority=10,
-                                  composed_of=["base", "vectors"],
-                                  template={"mappings": {"properties": {"tag": {"type": "text"}}},
-                                            "aliases": {"images": {}}})
+    es.cluster.put_component_template(
+        name="base",
+        template={
+            "settings": {"number_of_replicas": 0},
+            "mappings": {"properties": {"caption": {"type": "text"}, "tag": {"type": "keyword"}}},
+        },
+    )
+    es.cluster.put_component_template(
+        name="vectors",
+        template={
+            "mappings": {
+                "properties": {
+                    "v": {
+                        "type": "dense_vector",
+                        "dims": 4,
+                        "similarity": "dot_product",
+                        "index_options": {"type": "hnsw"},
+                    }
+                }
+            }
+        },
+    )
+    es.indices.put_index_template(
+        name="low", index_patterns=["img-*"], priority=1, template={"settings": {"number_of_shards": 3}}
+    )
+    es.indices.put_index_template(
+        name="high",
+        index_patterns=["img-*"],
+        priority=10,
+        composed_of=["base", "vectors"],
+        template={"mappings": {"properties": {"tag": {"type": "text"}}}, "aliases": {"images": {}}},
+    )
     es.indices.create(index="img-1", mappings={"properties": {"extra": {"type": "long"}}})
     got = es.indices.get(index="img-1")["img-1"]
     props = got["mappings"]["properties"]
     assert props["caption"] == {"type": "text"}
-    assert props["tag"] == {"type": "text"}                      # the template beats its components
-    assert props["extra"] == {"type": "long"}                    # the request beats the template
+    assert props["tag"] == {"type": "text"}  # the template beats its components
+    assert props["extra"] == {"type": "long"}  # the request beats the template
     assert props["v"]["index_options"] == {"type": "hnsw", "m": 16, "ef_construction": 100}
     assert got["settings"]["index"]["number_of_replicas"] == "0"
-    assert got["settings"]["index"]["number_of_shards"] == "1"    # "low" lost on priority
+    assert got["settings"]["index"]["number_of_shards"] == "1"  # "low" lost on priority
     assert got["aliases"] == {"images": {}}
     # Auto-created indices get templates too.
     es.index(index="img-2", document={"tag": "x"})
-    assert es.indices.get_mapping(index="img-2")["img-2"]["mappings"]["properties"]["caption"] == {"type": "text"}
+    assert es.indices.get_mapping(index="img-2")["img-2"]["mappings"]["properties"]["caption"] == {
+        "type": "text"
+    }
 
 
 def test_template_get_exists_delete(es, escluster):
     es.cluster.put_component_template(name="c", template={"settings": {"number_of_replicas": 0}})
-    es.indices.put_index_template(name="t", index_patterns="x-*", composed_of=["c"], version=3,
-                                  _meta={"by": "toolkit"})
+    es.indices.put_index_template(
+        name="t", index_patterns="x-*", composed_of=["c"], version=3, _meta={"by": "toolkit"}
+    )
     got = es.indices.get_index_template(name="t")["index_templates"][0]
     assert got["name"] == "t"
     assert got["index_template"]["index_patterns"] == ["x-*"]
@@ -206,24 +243,38 @@ def test_template_get_exists_delete(es, escluster):
 
 
 def test_template_validation(escluster):
-    r = call(escluster.url, "PUT", "/_index_template/t", {"index_patterns": ["a*"], "composed_of": ["missing"]})
+    r = call(
+        escluster.url, "PUT", "/_index_template/t", {"index_patterns": ["a*"], "composed_of": ["missing"]}
+    )
     assert r.status == 400 and r.body["error"]["type"] == "invalid_index_template_exception"
     r = call(escluster.url, "PUT", "/_index_template/t", {"template": {}})
     assert r.status == 400 and r.body["error"]["type"] == "action_request_validation_exception"
-    r = call(escluster.url, "PUT", "/_index_template/t", {"index_patterns": ["a*"], "template": {
-        "mappings": {"properties": {"v": {"type": "dense_vector", "dims": 0}}}}})
+    r = call(
+        escluster.url,
+        "PUT",
+        "/_index_template/t",
+        {
+            "index_patterns": ["a*"],
+            "template": {"mappings": {"properties": {"v": {"type": "dense_vector", "dims": 0}}}},
+        },
+    )
     assert r.status == 400 and r.body["error"]["type"] == "mapper_parsing_exception"
     assert call(escluster.url, "PUT", "/_index_template/t1", {"index_patterns": ["a*"]}).status == 200
     same = call(escluster.url, "PUT", "/_index_template/t2", {"index_patterns": ["ab*"]})
     assert same.status == 400 and "same priority" in same.body["error"]["reason"]
-    assert call(escluster.url, "PUT", "/_index_template/t2", {"index_patterns": ["ab*"], "priority": 5}).status == 200
+    assert (
+        call(escluster.url, "PUT", "/_index_template/t2", {"index_patterns": ["ab*"], "priority": 5}).status
+        == 200
+    )
     r = call(escluster.url, "PUT", "/_index_template/t3", {"index_patterns": ["q*"], "bogus": 1})
     assert r.status == 400 and r.body["error"]["type"] == "x_content_parse_exception"
 
 
 def test_count_with_query_is_delegated(es):
     es.indices.create(index="a", mappings={"properties": {"tag": {"type": "keyword"}}})
-    es.bulk(operations=[{"index": {"_index": "a"}}, {"tag": "x"}, {"index": {"_index": "a"}}, {"tag": "y"}],
-            refresh=True)
+    es.bulk(
+        operations=[{"index": {"_index": "a"}}, {"tag": "x"}, {"index": {"_index": "a"}}, {"tag": "y"}],
+        refresh=True,
+    )
     assert es.count(index="a")["count"] == 2
     assert es.count(index="a", query={"term": {"tag": "x"}})["count"] == 1

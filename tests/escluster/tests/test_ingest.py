@@ -42,20 +42,47 @@ def put(url, pid, body):
     return call(url, "PUT", f"/_ingest/pipeline/{pid}", body)
 
 
-@pytest.mark.parametrize(("body", "fragment"), [
-    ({"description": "no processors"}, "[processors] required property is missing"),
-    ({"processors": [{"nope": {}}]}, "No processor type exists with name [nope]"),
-    ({"processors": [{"set": {"value": 1}}]}, "[field] required property is missing"),
-    ({"processors": [{"set": {"field": "a"}}]}, "[value] required property is missing"),
-    ({"processors": [{"rename": {"field": "a"}}]}, "[target_field] required property is missing"),
-    ({"processors": [{"convert": {"field": "a", "type": "color"}}]}, "not supported"),
-    ({"processors": [{"set": {"field": "a", "value": 1, "bogus": 2}}]}, "doesn't support one or more"),
-    ({"processors": [{"inference": {"model_id": "m", "input_output": [{"input_field": "a", "output_field": "b"}],
-                                    "target_field": "t"}}]}, "[target_field] option is incompatible"),
-    ({"processors": [{"inference": {"model_id": "m", "input_output": [{"input_field": "a", "output_field": "b"}],
-                                    "field_map": {"a": "text_field"}}}]}, "[field_map] option is incompatible"),
-    ({"processors": [{"set": {"field": "a", "value": 1, "on_failure": []}}]}, "cannot be empty"),
-])
+@pytest.mark.parametrize(
+    ("body", "fragment"),
+    [
+        ({"description": "no processors"}, "[processors] required property is missing"),
+        ({"processors": [{"nope": {}}]}, "No processor type exists with name [nope]"),
+        ({"processors": [{"set": {"value": 1}}]}, "[field] required property is missing"),
+        ({"processors": [{"set": {"field": "a"}}]}, "[value] required property is missing"),
+        ({"processors": [{"rename": {"field": "a"}}]}, "[target_field] required property is missing"),
+        ({"processors": [{"convert": {"field": "a", "type": "color"}}]}, "not supported"),
+        ({"processors": [{"set": {"field": "a", "value": 1, "bogus": 2}}]}, "doesn't support one or more"),
+        (
+            {
+                "processors": [
+                    {
+                        "inference": {
+                            "model_id": "m",
+                            "input_output": [{"input_field": "a", "output_field": "b"}],
+                            "target_field": "t",
+                        }
+                    }
+                ]
+            },
+            "[target_field] option is incompatible",
+        ),
+        (
+            {
+                "processors": [
+                    {
+                        "inference": {
+                            "model_id": "m",
+                            "input_output": [{"input_field": "a", "output_field": "b"}],
+                            "field_map": {"a": "text_field"},
+                        }
+                    }
+                ]
+            },
+            "[field_map] option is incompatible",
+        ),
+        ({"processors": [{"set": {"field": "a", "value": 1, "on_failure": []}}]}, "cannot be empty"),
+    ],
+)
 def test_put_pipeline_validation(escluster, body, fragment):
     r = put(escluster.url, "p", body)
     assert r.status == 400, r.body
@@ -89,11 +116,17 @@ def test_default_pipeline_none_and_request_pipeline(es, escluster):
 def test_item_pipeline_replaces_request_pipeline(es, escluster):
     put(escluster.url, "req", {"processors": [{"set": {"field": "req", "value": True}}]})
     put(escluster.url, "item", {"processors": [{"set": {"field": "item", "value": True}}]})
-    res = es.bulk(pipeline="req", operations=[
-        {"index": {"_index": "a", "_id": "1"}}, {},
-        {"index": {"_index": "a", "_id": "2", "pipeline": "item"}}, {},
-        {"index": {"_index": "a", "_id": "3", "pipeline": "_none"}}, {},
-    ])
+    res = es.bulk(
+        pipeline="req",
+        operations=[
+            {"index": {"_index": "a", "_id": "1"}},
+            {},
+            {"index": {"_index": "a", "_id": "2", "pipeline": "item"}},
+            {},
+            {"index": {"_index": "a", "_id": "3", "pipeline": "_none"}},
+            {},
+        ],
+    )
     assert res["errors"] is False
     assert es.get(index="a", id="1")["_source"] == {"req": True}
     assert es.get(index="a", id="2")["_source"] == {"item": True}
@@ -107,20 +140,38 @@ def test_missing_pipeline_fails_the_write(escluster):
 
 
 def test_processors_and_templates(es, escluster):
-    put(escluster.url, "p", {"processors": [
-        {"set": {"field": "greeting", "value": "hi {{{name}}} & {{name}}"}},
-        {"set": {"field": "copy", "copy_from": "name"}},
-        {"set": {"field": "name", "value": "zzz", "override": False}},
-        {"rename": {"field": "old", "target_field": "new"}},
-        {"remove": {"field": ["junk", "absent"], "ignore_missing": True}},
-        {"append": {"field": "tags", "value": ["b", "c"]}},
-        {"lowercase": {"field": "upper"}},
-        {"trim": {"field": "padded"}},
-        {"convert": {"field": "num", "type": "integer"}},
-        {"set": {"field": "nested.deep", "value": "{{_ingest.timestamp}}"}},
-    ]})
-    es.index(index="a", id="1", pipeline="p", document={
-        "name": 'A<b>"', "old": 1, "junk": 2, "tags": "a", "upper": "ABC", "padded": "  x ", "num": "42"})
+    put(
+        escluster.url,
+        "p",
+        {
+            "processors": [
+                {"set": {"field": "greeting", "value": "hi {{{name}}} & {{name}}"}},
+                {"set": {"field": "copy", "copy_from": "name"}},
+                {"set": {"field": "name", "value": "zzz", "override": False}},
+                {"rename": {"field": "old", "target_field": "new"}},
+                {"remove": {"field": ["junk", "absent"], "ignore_missing": True}},
+                {"append": {"field": "tags", "value": ["b", "c"]}},
+                {"lowercase": {"field": "upper"}},
+                {"trim": {"field": "padded"}},
+                {"convert": {"field": "num", "type": "integer"}},
+                {"set": {"field": "nested.deep", "value": "{{_ingest.timestamp}}"}},
+            ]
+        },
+    )
+    es.index(
+        index="a",
+        id="1",
+        pipeline="p",
+        document={
+            "name": 'A<b>"',
+            "old": 1,
+            "junk": 2,
+            "tags": "a",
+            "upper": "ABC",
+            "padded": "  x ",
+            "num": "42",
+        },
+    )
     src = es.get(index="a", id="1")["_source"]
     assert src["greeting"] == 'hi A<b>" & A<b>\\"'
     assert src["copy"] == 'A<b>"' and src["name"] == 'A<b>"'
@@ -133,45 +184,87 @@ def test_processors_and_templates(es, escluster):
 def test_processor_error_fails_the_item_with_its_status(es, escluster):
     put(escluster.url, "p", {"processors": [{"rename": {"field": "missing", "target_field": "x"}}]})
     put(escluster.url, "f", {"processors": [{"fail": {"message": "no {{who}}"}}]})
-    res = es.bulk(operations=[{"index": {"_index": "a", "_id": "1", "pipeline": "p"}}, {"k": 1},
-                              {"index": {"_index": "a", "_id": "2", "pipeline": "f"}}, {"who": "way"},
-                              {"index": {"_index": "a", "_id": "3"}}, {"k": 3}])
+    res = es.bulk(
+        operations=[
+            {"index": {"_index": "a", "_id": "1", "pipeline": "p"}},
+            {"k": 1},
+            {"index": {"_index": "a", "_id": "2", "pipeline": "f"}},
+            {"who": "way"},
+            {"index": {"_index": "a", "_id": "3"}},
+            {"k": 3},
+        ]
+    )
     assert res["errors"] is True
     first, second, third = (item["index"] for item in res["items"])
     assert first["status"] == 400 and first["error"]["type"] == "illegal_argument_exception"
     assert first["error"]["reason"] == "field [missing] doesn't exist"
-    assert second["status"] == 500 and second["error"] == {"type": "fail_processor_exception", "reason": "no way"}
+    assert second["status"] == 500 and second["error"] == {
+        "type": "fail_processor_exception",
+        "reason": "no way",
+    }
     assert third["status"] == 201
 
 
 def test_processor_on_failure_continues_pipeline(es, escluster):
-    put(escluster.url, "p", {"processors": [
-        {"rename": {"field": "missing", "target_field": "x", "tag": "ren",
-                    "on_failure": [{"set": {"field": "err", "value": "{{ _ingest.on_failure_message }}"}},
-                                   {"set": {"field": "err_type", "value": "{{_ingest.on_failure_processor_type}}"}},
-                                   {"set": {"field": "err_tag", "value": "{{_ingest.on_failure_processor_tag}}"}}]}},
-        {"set": {"field": "after", "value": True}},
-        {"remove": {"field": "nothing", "ignore_failure": True}},
-    ]})
+    put(
+        escluster.url,
+        "p",
+        {
+            "processors": [
+                {
+                    "rename": {
+                        "field": "missing",
+                        "target_field": "x",
+                        "tag": "ren",
+                        "on_failure": [
+                            {"set": {"field": "err", "value": "{{ _ingest.on_failure_message }}"}},
+                            {"set": {"field": "err_type", "value": "{{_ingest.on_failure_processor_type}}"}},
+                            {"set": {"field": "err_tag", "value": "{{_ingest.on_failure_processor_tag}}"}},
+                        ],
+                    }
+                },
+                {"set": {"field": "after", "value": True}},
+                {"remove": {"field": "nothing", "ignore_failure": True}},
+            ]
+        },
+    )
     es.index(index="a", id="1", pipeline="p", document={})
     src = es.get(index="a", id="1")["_source"]
-    assert src == {"err": "field [missing] doesn't exist", "err_type": "rename", "err_tag": "ren", "after": True}
+    assert src == {
+        "err": "field [missing] doesn't exist",
+        "err_type": "rename",
+        "err_tag": "ren",
+        "after": True,
+    }
 
 
 def test_pipeline_on_failure_ends_pipeline(es, escluster):
-    put(escluster.url, "p", {
-        "processors": [{"fail": {"message": "boom", "tag": "f1"}}, {"set": {"field": "after", "value": True}}],
-        "on_failure": [{"set": {"field": "error", "value": "{{{_ingest.on_failure_message}}}"}},
-                       {"set": {"field": "_index", "value": "failed"}}],
-    })
+    put(
+        escluster.url,
+        "p",
+        {
+            "processors": [
+                {"fail": {"message": "boom", "tag": "f1"}},
+                {"set": {"field": "after", "value": True}},
+            ],
+            "on_failure": [
+                {"set": {"field": "error", "value": "{{{_ingest.on_failure_message}}}"}},
+                {"set": {"field": "_index", "value": "failed"}},
+            ],
+        },
+    )
     res = es.index(index="a", id="1", pipeline="p", document={"x": 1})
-    assert res["_index"] == "failed"        # on_failure can reroute the document
+    assert res["_index"] == "failed"  # on_failure can reroute the document
     assert es.get(index="failed", id="1")["_source"] == {"x": 1, "error": "boom"}
 
 
 def test_nested_pipeline_and_drop(es, escluster):
     put(escluster.url, "inner", {"processors": [{"set": {"field": "inner", "value": 1}}]})
-    put(escluster.url, "outer", {"processors": [{"pipeline": {"name": "inner"}}, {"set": {"field": "outer", "value": 1}}]})
+    put(
+        escluster.url,
+        "outer",
+        {"processors": [{"pipeline": {"name": "inner"}}, {"set": {"field": "outer", "value": 1}}]},
+    )
     put(escluster.url, "dropper", {"processors": [{"drop": {}}]})
     es.index(index="a", id="1", pipeline="outer", document={})
     assert es.get(index="a", id="1")["_source"] == {"inner": 1, "outer": 1}
@@ -184,20 +277,47 @@ def test_nested_pipeline_and_drop(es, escluster):
 
 
 def test_inference_input_output_shape(es, escluster, fake_ml):
-    put(escluster.url, "emb", {"processors": [{"inference": {
-        "model_id": "clip", "input_output": [{"input_field": "caption", "output_field": "caption_embedding"}],
-        "ignore_missing": True}}]})
+    put(
+        escluster.url,
+        "emb",
+        {
+            "processors": [
+                {
+                    "inference": {
+                        "model_id": "clip",
+                        "input_output": [{"input_field": "caption", "output_field": "caption_embedding"}],
+                        "ignore_missing": True,
+                    }
+                }
+            ]
+        },
+    )
     es.index(index="a", id="1", pipeline="emb", document={"caption": "abc"})
     es.index(index="a", id="2", pipeline="emb", document={"other": 1})
     assert es.get(index="a", id="1", source_exclude_vectors=False)["_source"] == {
-        "caption": "abc", "caption_embedding": [3.0, 1.0]}
+        "caption": "abc",
+        "caption_embedding": [3.0, 1.0],
+    }
     assert es.get(index="a", id="2")["_source"] == {"other": 1}
     assert fake_ml.calls == [("clip", ["abc"])]
 
 
 def test_inference_legacy_shape(es, escluster, fake_ml):
-    put(escluster.url, "emb", {"processors": [{"inference": {
-        "model_id": "clip", "target_field": "t", "field_map": {"caption": "text_field"}}}]})
+    put(
+        escluster.url,
+        "emb",
+        {
+            "processors": [
+                {
+                    "inference": {
+                        "model_id": "clip",
+                        "target_field": "t",
+                        "field_map": {"caption": "text_field"},
+                    }
+                }
+            ]
+        },
+    )
     es.index(index="a", id="1", pipeline="emb", document={"caption": "hello"})
     src = es.get(index="a", id="1")["_source"]
     assert src["t"]["predicted_value"] == [5.0, 1.0]
@@ -205,25 +325,62 @@ def test_inference_legacy_shape(es, escluster, fake_ml):
 
 
 def test_inference_errors_fail_item_or_run_on_failure(es, escluster, fake_ml):
-    fake_ml.fail_with = ESError(409, "status_exception", "Trained model deployment [clip] is not allocated to any nodes")
-    put(escluster.url, "emb", {"processors": [{"inference": {
-        "model_id": "clip", "input_output": [{"input_field": "caption", "output_field": "v"}]}}]})
-    put(escluster.url, "emb2", {"processors": [{"inference": {
-        "model_id": "clip", "input_output": [{"input_field": "caption", "output_field": "v"}],
-        "on_failure": [{"set": {"field": "failed", "value": "{{_ingest.on_failure_message}}"}}]}}]})
-    res = es.bulk(operations=[{"index": {"_index": "a", "_id": "1", "pipeline": "emb"}}, {"caption": "x"},
-                              {"index": {"_index": "a", "_id": "2", "pipeline": "emb2"}}, {"caption": "x"},
-                              {"index": {"_index": "a", "_id": "3", "pipeline": "emb"}}, {"no_caption": 1}])
+    fake_ml.fail_with = ESError(
+        409, "status_exception", "Trained model deployment [clip] is not allocated to any nodes"
+    )
+    put(
+        escluster.url,
+        "emb",
+        {
+            "processors": [
+                {
+                    "inference": {
+                        "model_id": "clip",
+                        "input_output": [{"input_field": "caption", "output_field": "v"}],
+                    }
+                }
+            ]
+        },
+    )
+    put(
+        escluster.url,
+        "emb2",
+        {
+            "processors": [
+                {
+                    "inference": {
+                        "model_id": "clip",
+                        "input_output": [{"input_field": "caption", "output_field": "v"}],
+                        "on_failure": [
+                            {"set": {"field": "failed", "value": "{{_ingest.on_failure_message}}"}}
+                        ],
+                    }
+                }
+            ]
+        },
+    )
+    res = es.bulk(
+        operations=[
+            {"index": {"_index": "a", "_id": "1", "pipeline": "emb"}},
+            {"caption": "x"},
+            {"index": {"_index": "a", "_id": "2", "pipeline": "emb2"}},
+            {"caption": "x"},
+            {"index": {"_index": "a", "_id": "3", "pipeline": "emb"}},
+            {"no_caption": 1},
+        ]
+    )
     first, second, third = (i["index"] for i in res["items"])
     assert first["status"] == 409 and first["error"]["type"] == "status_exception"
     assert second["status"] == 201
     assert "not allocated" in es.get(index="a", id="2")["_source"]["failed"]
-    assert third["status"] == 400      # missing input field without ignore_missing
+    assert third["status"] == 400  # missing input field without ignore_missing
 
 
 def test_simulate_by_id_and_inline(es, escluster):
     put(escluster.url, "p", {"processors": [{"uppercase": {"field": "a"}}]})
-    res = es.ingest.simulate(id="p", docs=[{"_source": {"a": "x"}}, {"_index": "i", "_id": "7", "_source": {"a": 1}}])
+    res = es.ingest.simulate(
+        id="p", docs=[{"_source": {"a": "x"}}, {"_index": "i", "_id": "7", "_source": {"a": 1}}]
+    )
     ok, bad = res["docs"]
     doc = ok["doc"]
     assert doc["_source"] == {"a": "X"}
@@ -231,8 +388,9 @@ def test_simulate_by_id_and_inline(es, escluster):
     assert "timestamp" in doc["_ingest"]
     assert bad["error"]["type"] == "illegal_argument_exception"
     assert bad["error"]["root_cause"][0]["type"] == "illegal_argument_exception"
-    inline = es.ingest.simulate(pipeline={"processors": [{"set": {"field": "b", "value": 2}}]},
-                                docs=[{"_source": {}}])
+    inline = es.ingest.simulate(
+        pipeline={"processors": [{"set": {"field": "b", "value": 2}}]}, docs=[{"_source": {}}]
+    )
     assert inline["docs"][0]["doc"]["_source"] == {"b": 2}
     r = call(escluster.url, "POST", "/_ingest/pipeline/_simulate", {"pipeline": {"processors": []}})
     assert r.status == 400 and r.body["error"]["type"] == "parse_exception"

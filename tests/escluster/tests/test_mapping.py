@@ -14,27 +14,34 @@ def create(url, properties, **extra):
     return call(url, "PUT", "/idx", {"mappings": {"properties": properties, **extra}})
 
 
-@pytest.mark.parametrize("spec", [
-    {"type": "dense_vector", "dims": 0},
-    {"type": "dense_vector", "dims": 4097},
-    {"type": "dense_vector", "dims": "many"},
-    {"type": "dense_vector", "dims": 3, "similarity": "hamming_ish"},
-    {"type": "dense_vector", "dims": 3, "element_type": "double"},
-    {"type": "dense_vector", "dims": 3, "index_options": {"type": "ivf_magic"}},
-    {"type": "dense_vector", "dims": 3, "index_options": {"m": 16}},
-    {"type": "dense_vector", "dims": 3, "index_options": {"type": "hnsw", "m": 0}},
-    {"type": "dense_vector", "dims": 3, "index_options": {"type": "hnsw", "ef_construction": -1}},
-    {"type": "dense_vector", "dims": 3, "index_options": {"type": "hnsw", "confidence_interval": 0.95}},
-    {"type": "dense_vector", "dims": 4, "index_options": {"type": "int8_hnsw", "confidence_interval": 0.5}},
-    {"type": "dense_vector", "dims": 3, "index": False, "similarity": "cosine"},
-    {"type": "dense_vector", "dims": 3, "index": False, "index_options": {"type": "hnsw"}},
-    {"type": "dense_vector", "dims": 3, "element_type": "byte", "index_options": {"type": "int8_hnsw"}},
-    {"type": "dense_vector", "dims": 12, "element_type": "bit"},
-    {"type": "dense_vector", "dims": 32, "index_options": {"type": "bbq_hnsw"}},
-    {"type": "dense_vector", "dims": 3, "unknown_param": 1},
-    {"type": "no_such_type"},
-    {"type": "keyword", "analyzer": "standard"},
-])
+@pytest.mark.parametrize(
+    "spec",
+    [
+        {"type": "dense_vector", "dims": 0},
+        {"type": "dense_vector", "dims": 4097},
+        {"type": "dense_vector", "dims": "many"},
+        {"type": "dense_vector", "dims": 3, "similarity": "hamming_ish"},
+        {"type": "dense_vector", "dims": 3, "element_type": "double"},
+        {"type": "dense_vector", "dims": 3, "index_options": {"type": "ivf_magic"}},
+        {"type": "dense_vector", "dims": 3, "index_options": {"m": 16}},
+        {"type": "dense_vector", "dims": 3, "index_options": {"type": "hnsw", "m": 0}},
+        {"type": "dense_vector", "dims": 3, "index_options": {"type": "hnsw", "ef_construction": -1}},
+        {"type": "dense_vector", "dims": 3, "index_options": {"type": "hnsw", "confidence_interval": 0.95}},
+        {
+            "type": "dense_vector",
+            "dims": 4,
+            "index_options": {"type": "int8_hnsw", "confidence_interval": 0.5},
+        },
+        {"type": "dense_vector", "dims": 3, "index": False, "similarity": "cosine"},
+        {"type": "dense_vector", "dims": 3, "index": False, "index_options": {"type": "hnsw"}},
+        {"type": "dense_vector", "dims": 3, "element_type": "byte", "index_options": {"type": "int8_hnsw"}},
+        {"type": "dense_vector", "dims": 12, "element_type": "bit"},
+        {"type": "dense_vector", "dims": 32, "index_options": {"type": "bbq_hnsw"}},
+        {"type": "dense_vector", "dims": 3, "unknown_param": 1},
+        {"type": "no_such_type"},
+        {"type": "keyword", "analyzer": "standard"},
+    ],
+)
 def test_bad_mappings_are_mapper_parsing_exception(escluster, spec):
     r = create(escluster.url, {"f": spec})
     assert r.status == 400, r.body
@@ -42,10 +49,14 @@ def test_bad_mappings_are_mapper_parsing_exception(escluster, spec):
     assert r.body["error"]["reason"].startswith("Failed to parse mapping: ")
 
 
-@pytest.mark.parametrize("options", [
-    {"type": t} for t in ("hnsw", "int8_hnsw", "int4_hnsw", "bbq_hnsw", "flat", "int8_flat", "int4_flat",
-                          "bbq_flat")
-] + [{"type": "int8_hnsw", "m": 32, "ef_construction": 200, "confidence_interval": 0.9}])
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"type": t}
+        for t in ("hnsw", "int8_hnsw", "int4_hnsw", "bbq_hnsw", "flat", "int8_flat", "int4_flat", "bbq_flat")
+    ]
+    + [{"type": "int8_hnsw", "m": 32, "ef_construction": 200, "confidence_interval": 0.9}],
+)
 def test_good_index_options_are_accepted(escluster, options):
     r = create(escluster.url, {"v": {"type": "dense_vector", "dims": 128, "index_options": options}})
     assert r.status == 200, r.body
@@ -56,8 +67,9 @@ def test_good_index_options_are_accepted(escluster, options):
         assert mapped["index_options"]["ef_construction"] == options.get("ef_construction", 100)
 
 
-@pytest.mark.parametrize(("dims", "expected"), [(128, "int8_hnsw"), (383, "int8_hnsw"), (384, "bbq_hnsw"),
-                                                (512, "bbq_hnsw")])
+@pytest.mark.parametrize(
+    ("dims", "expected"), [(128, "int8_hnsw"), (383, "int8_hnsw"), (384, "bbq_hnsw"), (512, "bbq_hnsw")]
+)
 def test_default_index_options_follow_92(escluster, dims, expected):
     create(escluster.url, {"v": {"type": "dense_vector", "dims": dims}})
     mapped = call(escluster.url, "GET", "/idx/_mapping").body["idx"]["mappings"]["properties"]["v"]
@@ -110,8 +122,17 @@ def test_vector_dims_set_by_first_document(escluster):
 
 
 def test_strict_dynamic_rejects_unknown_fields(escluster):
-    call(escluster.url, "PUT", "/idx", {"mappings": {"dynamic": "strict", "properties": {
-        "a": {"type": "keyword"}, "o": {"properties": {"x": {"type": "long"}}}}}})
+    call(
+        escluster.url,
+        "PUT",
+        "/idx",
+        {
+            "mappings": {
+                "dynamic": "strict",
+                "properties": {"a": {"type": "keyword"}, "o": {"properties": {"x": {"type": "long"}}}},
+            }
+        },
+    )
     r = index_doc(escluster.url, {"a": "x", "b": 1})
     assert r.status == 400
     assert r.body["error"]["type"] == "strict_dynamic_mapping_exception"
@@ -123,7 +144,12 @@ def test_strict_dynamic_rejects_unknown_fields(escluster):
 
 
 def test_dynamic_false_keeps_but_does_not_map(escluster):
-    call(escluster.url, "PUT", "/idx", {"mappings": {"dynamic": False, "properties": {"a": {"type": "keyword"}}}})
+    call(
+        escluster.url,
+        "PUT",
+        "/idx",
+        {"mappings": {"dynamic": False, "properties": {"a": {"type": "keyword"}}}},
+    )
     assert index_doc(escluster.url, {"a": "x", "b": 1}).status == 201
     props = call(escluster.url, "GET", "/idx/_mapping").body["idx"]["mappings"]["properties"]
     assert set(props) == {"a"}
@@ -132,16 +158,28 @@ def test_dynamic_false_keeps_but_does_not_map(escluster):
 
 def test_dynamic_mapping_infers_types_like_es(escluster):
     vector = [0.5] * 128
-    doc = {"s": "hello", "n": 3, "f": 1.5, "b": True, "o": {"inner": "x"}, "d": "2024-01-02T03:04:05Z",
-           "short_floats": [0.1, 0.2, 0.3], "vec": vector, "ints": list(range(200))}
+    doc = {
+        "s": "hello",
+        "n": 3,
+        "f": 1.5,
+        "b": True,
+        "o": {"inner": "x"},
+        "d": "2024-01-02T03:04:05Z",
+        "short_floats": [0.1, 0.2, 0.3],
+        "vec": vector,
+        "ints": list(range(200)),
+    }
     assert call(escluster.url, "PUT", "/idx/_doc/1", doc).status == 201
     props = call(escluster.url, "GET", "/idx/_mapping").body["idx"]["mappings"]["properties"]
     assert props["s"] == {"type": "text", "fields": {"keyword": {"type": "keyword", "ignore_above": 256}}}
     assert props["n"] == {"type": "long"}
     assert props["f"] == {"type": "float"}
     assert props["b"] == {"type": "boolean"}
-    assert props["o"] == {"properties": {"inner": {"type": "text", "fields": {
-        "keyword": {"type": "keyword", "ignore_above": 256}}}}}
+    assert props["o"] == {
+        "properties": {
+            "inner": {"type": "text", "fields": {"keyword": {"type": "keyword", "ignore_above": 256}}}
+        }
+    }
     assert props["d"] == {"type": "date"}
     assert props["short_floats"] == {"type": "float"}
     assert props["ints"] == {"type": "long"}
@@ -164,8 +202,13 @@ def test_object_field_given_a_concrete_value(escluster):
 
 
 def test_multi_fields_and_get_vectors_hidden_by_default(escluster):
-    create(escluster.url, {"title": {"type": "text", "fields": {"raw": {"type": "keyword"}}},
-                           "v": {"type": "dense_vector", "dims": 2}})
+    create(
+        escluster.url,
+        {
+            "title": {"type": "text", "fields": {"raw": {"type": "keyword"}}},
+            "v": {"type": "dense_vector", "dims": 2},
+        },
+    )
     index_doc(escluster.url, {"title": "A", "v": [1, 0]})
     es = Elasticsearch(escluster.url)
     assert es.get(index="idx", id="1")["_source"] == {"title": "A"}

@@ -52,7 +52,9 @@ def test_vendor_media_type_is_echoed(escluster):
 
 
 def test_incompatible_version_media_type_is_rejected(escluster):
-    r = call(escluster.url, "GET", "/", headers={"Accept": "application/vnd.elasticsearch+json; compatible-with=7"})
+    r = call(
+        escluster.url, "GET", "/", headers={"Accept": "application/vnd.elasticsearch+json; compatible-with=7"}
+    )
     assert r.status == 400
     assert r.body["error"]["type"] == "media_type_header_exception"
 
@@ -95,13 +97,20 @@ def test_pretty_and_filter_path(escluster):
     assert b"\n  " in r.raw
 
 
-@pytest.mark.parametrize(("body", "path", "expected"), [
-    ({"a": {"b": 1, "c": 2}}, "a.b", {"a": {"b": 1}}),
-    ({"items": [{"index": {"_id": "1", "status": 201}}]}, "items.*._id", {"items": [{"index": {"_id": "1"}}]}),
-    ({"a": {"x": {"y": 1}}, "b": 2}, "**.y", {"a": {"x": {"y": 1}}}),
-    ({"a": 1, "b": 2}, "-b", {"a": 1}),
-    ({"a": 1}, "zzz", {}),
-])
+@pytest.mark.parametrize(
+    ("body", "path", "expected"),
+    [
+        ({"a": {"b": 1, "c": 2}}, "a.b", {"a": {"b": 1}}),
+        (
+            {"items": [{"index": {"_id": "1", "status": 201}}]},
+            "items.*._id",
+            {"items": [{"index": {"_id": "1"}}]},
+        ),
+        ({"a": {"x": {"y": 1}}, "b": 2}, "**.y", {"a": {"x": {"y": 1}}}),
+        ({"a": 1, "b": 2}, "-b", {"a": 1}),
+        ({"a": 1}, "zzz", {}),
+    ],
+)
 def test_filter_path_rules(body, path, expected):
     assert apply_filter_path(body, path) == expected
 
@@ -151,7 +160,9 @@ def test_nodes_report_ml_role_and_memory(escluster_factory):
     ml = [n for n in nodes.values() if "ml" in n["roles"]]
     assert len(ml) == 2
     assert all(n["attributes"]["ml.machine_memory"] == str(8 * 1024**3) for n in ml)
-    assert all("ml.max_jvm_size" in n["attributes"] and "ml.allocated_processors" in n["attributes"] for n in ml)
+    assert all(
+        "ml.max_jvm_size" in n["attributes"] and "ml.allocated_processors" in n["attributes"] for n in ml
+    )
     none = escluster_factory(ml_nodes=0)
     assert not any("ml" in n["roles"] for n in Elasticsearch(none.url).nodes.info()["nodes"].values())
 
@@ -178,9 +189,26 @@ def test_cluster_health_single_node_yellow_and_wait(escluster):
 
 def test_module_entry_point_prints_line_and_serves():
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.Popen([sys.executable, "-m", "tests.escluster", "--host", "127.0.0.1", "--port", "0",
-                             "--license", "basic", "--api-key", "k"],
-                            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tests.escluster",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--license",
+            "basic",
+            "--api-key",
+            "k",
+        ],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         line = proc.stdout.readline().strip()
         assert line.startswith("listening on http://127.0.0.1:"), proc.stderr.read() if proc.poll() else line
