@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from toolkit.devtools import Request, path, send
+from toolkit.devtools import Request, exists, path, send
 from toolkit.errors import ConfigError, DimsMismatch, NotFound
 from toolkit.settings import Settings
 
@@ -238,12 +238,7 @@ def install(client: Elasticsearch, assets: list[Asset]) -> Iterator[AssetResult]
     for asset in assets:
         if asset.kind == "index":
             alias = next(iter(asset.body["aliases"]))
-            try:
-                send(client, Request("HEAD", path(alias)))
-                exists = True
-            except NotFound:
-                exists = False
-            if exists:
+            if exists(client, path(alias), doing=f"checking alias {alias}"):
                 yield AssetResult("index", asset.name, "unchanged")
                 continue
             send(client, asset.request, doing=f"creating index {asset.name}")

@@ -28,6 +28,9 @@ if TYPE_CHECKING:
     from elasticsearch import Elasticsearch
 
 
+_MIME = "application/vnd.elasticsearch+json; compatible-with=9"
+
+
 @dataclass(frozen=True)
 class Request:
     """One HTTP request to Elasticsearch. ``path`` has no leading slash, as Kibana writes it."""
@@ -77,12 +80,19 @@ def render_all(requests: Iterable[Request]) -> str:
     return "\n\n".join(render(r) for r in requests) + "\n"
 
 
+def exists(client: Elasticsearch, target: str, *, doing: str = "") -> bool:
+    """``HEAD <target>``: True on 200, False on 404 (the client does not raise for HEAD 404)."""
+    with mapped(doing or f"HEAD {target}"):
+        response = client.perform_request("HEAD", "/" + target.lstrip("/"), headers={"accept": _MIME})
+    return 200 <= response.meta.status < 300
+
+
 def send(client: Elasticsearch, request: Request, *, doing: str = "") -> Any:
     """Send a request through the official client and return the decoded body.
 
     Errors are raised as ``toolkit.errors`` types.
     """
-    mime = "application/vnd.elasticsearch+json; compatible-with=9"
+    mime = _MIME
     headers = {"accept": mime}
     body: Any = request.body
     if body is not None:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from toolkit import assets as asset_mod
 from toolkit import cluster as cl
 from toolkit import errors
-from toolkit.devtools import Request, path, send
+from toolkit.devtools import Request, exists, path, send
 from toolkit.settings import Settings
 
 if TYPE_CHECKING:
@@ -156,10 +156,9 @@ def run_checks(client: Elasticsearch, settings: Settings, *, local_torch: str | 
             results.append(Check("assets", "ok", "templates and pipeline installed and current"))
 
     alias = settings.index.alias
-    try:
-        send(client, Request("HEAD", path(alias)))
+    if exists(client, path(alias)):
         results.append(Check("index", "ok", f"index '{alias}' exists"))
-    except errors.NotFound:
+    else:
         results.append(Check("index", "fail", f"index '{alias}' does not exist",
                              "run `toolkit setup` (it creates the first index behind the alias)",
                              errors.NotFound.exit_code))

@@ -192,8 +192,9 @@ def from_elasticsearch(exc: BaseException, *, doing: str = "") -> ToolkitError:
         if status == 403:
             return AuthorizationFailed(f"{prefix}not allowed: {reason}",
                                        hint="use credentials with the privileges this command needs")
-        if status == 404 and err_type in ("index_not_found_exception", "resource_not_found_exception"):
-            return NotFound(f"{prefix}{reason}", what=err_type)
+        if status == 404:
+            # ES answers a missing pipeline/template with 404 and an empty body ({}).
+            return NotFound(f"{prefix}{reason or 'not found'}", what=err_type)
         if status == 400 and err_type == "media_type_header_exception":
             return UnsupportedVersion(f"{prefix}the cluster rejected the 9.x client ({reason})",
                                       hint="toolkit needs Elasticsearch 9.1 or later")

@@ -24,7 +24,7 @@ def _hub_repo(name: str) -> str:
     return name if "/" in name else f"sentence-transformers/{name}"
 
 
-def _read_json(model: str, file: str) -> Any:
+def _read_json(model: str, file: str, *, allow_network: bool = True) -> Any:
     local = Path(model)
     if local.is_dir():
         target = local / file
@@ -32,9 +32,14 @@ def _read_json(model: str, file: str) -> Any:
             return None
         return json.loads(target.read_text(encoding="utf-8"))
     try:
-        from huggingface_hub import hf_hub_download
+        from huggingface_hub import hf_hub_download, try_to_load_from_cache
 
-        return json.loads(Path(hf_hub_download(_hub_repo(model), file)).read_text(encoding="utf-8"))
+        cached = try_to_load_from_cache(_hub_repo(model), file)
+        if isinstance(cached, str):
+            return json.loads(Path(cached).read_text(encoding="utf-8"))
+        if not allow_network:
+            return None
+        return json.loads(Path(hf_hub_download(_hub_repo(model), file, etag_timeout=5)).read_text(encoding="utf-8"))
     except Exception:  # absent file, offline, unknown repo: the caller decides
         return None
 
@@ -49,7 +54,8 @@ def output_dims(model: str) -> int:
 
         output_dims("clip-ViT-B-32")   # 512
     """
-    modules = _read_json(model, "modules.json")
+    # The known defaults need no network; anything else is read from its files (local, cache, hub).
+    modules = _read_json(model, "modules.json", allow_network=model not in KNOWN_DIMS)
     if modules is None:
         if model in KNOWN_DIMS:
             return KNOWN_DIMS[model]

@@ -1,0 +1,135 @@
+"""`toolkit doctor`: each failure mode is reported with its own message, fix and exit code."""
+
+from __future__ import annotations
+
+import json
+import pathlib
+
+import pytest
+from typer.testing import CliRunner
+
+from tests.models import tiny_clip_model, tiny_text_model
+from toolkit.cli import app
+
+runner = CliRunner()
+
+
+def doctor(url: str, *args: str) -> tuple[int, dict]:
+    result = runner.invoke(app, ["doctor", "--json", "--es-url", url, *args])
+    data = json.loads(result.output)
+    assert data["exit_code"] == result.exit_code
+    return result.exit_code, data
+
+
+def status(data: dict) -> dict[str, str]:
+    return {c["name"]: c["status"] for c in data["checks"]}
+
+
+def check(data: dict, name: str) -> dict:
+    return next(c for c in data["checks"] if c["name"] == name)
+
+
+@pytest.fixture
+def ready_cluster(escluster):
+    """A cluster where everything is in place: tiny text model deployed, setup done."""
+    pathlib.Path("toolkit.yaml").write_text(
+        f"text_model:\n  hub_id: {tiny_text_model()}\n  model_id: tiny-text\n")
+    from toolkit.cluster import make_client
+    from toolkit.settings import load_settings
+    from toolkit.textmodel import deploy
+
+    settings = load_settings(overrides={"elasticsearch.url": escluster.url})
+    deploy(make_client(settings), settings, skip_parity=True)
+    assert runner.invoke(app, ["setup", "--es-url", escluster.url]).exit_code == 0
+    return escluster
+
+
+def test_all_ok_when_everything_is_in_place(ready_cluster) -> None:
+    code, data = doctor(ready_cluster.url)
+    assert code == 0, data
+    assert data["ok"] is True
+    assert {n: s for n, s in status(data).items() if n != "torch"} == {
+        n: "ok" for n in ("reachable", "auth", "version", "license", "ml_nodes", "text_model", "assets", "index",
+                          "dims")}
+
+
+def test_unreachable_url(escluster) -> None:
+    code, data = doctor("http://127.0.0.1:9")
+    assert code == 11
+    assert check(data, "reachable")["status"] == "fail"
+    assert "cannot reach" in check(data, "reachable")["message"]
+    assert status(data)["license"] == "skip"
+
+
+def test_wrong_api_key(escluster_factory, monkeypatch) -> None:
+    es = escluster_factory(api_key="right-key")
+    monkeypatch.setenv("ES_API_KEY", "wrong-key")
+    code, data = doctor(es.url)
+    assert code == 12
+    assert check(data, "auth")["status"] == "fail"
+    assert "ES_API_KEY" in check(data, "auth")["fix"]
+    assert "wrong-key" not in json.dumps(data)
+
+
+def test_right_api_key_passes_auth(escluster_factory, monkeypatch) -> None:
+    es = escluster_factory(api_key="right-key")
+    monkeypatch.setenv("ES_API_KEY", "right-key")
+    _, data = doctor(es.url)
+    assert status(data)["auth"] == "ok"
+
+
+def test_basic_license(escluster_factory) -> None:
+    es = escluster_factory(license="basic")
+    code, data = doctor(es.url)
+    assert code == 14
+    assert check(data, "license")["status"] == "fail"
+    assert "start_trial" in check(data, "license")["fix"]
+
+
+def test_no_ml_node(escluster_factory) -> None:
+    es = escluster_factory(ml_nodes=0)
+    code, data = doctor(es.url)
+    assert code == 16
+    assert "no ML node" in check(data, "ml_nodes")["message"]
+
+
+def test_no_model(escluster) -> None:
+    runner.invoke(app, ["setup", "--es-url", escluster.url])
+    code, data = doctor(escluster.url)
+    assert code == 17
+    assert check(data, "text_model")["status"] == "fail"
+    assert "toolkit deploy-model" in check(data, "text_model")["fix"]
+    assert status(data)["assets"] == "ok" and status(data)["index"] == "ok"
+
+
+def test_missing_assets_and_index(ready_cluster) -> None:
+    import requests
+
+    requests.delete(f"{ready_cluster.url}/_ingest/pipeline/toolkit-caption-embedding")
+    requests.delete(f"{ready_cluster.url}/images-000001")
+    code, data = doctor(ready_cluster.url)
+    assert code == 17
+    assert "pipeline toolkit-caption-embedding is missing" in check(data, "assets")["message"]
+    assert check(data, "index")["status"] == "fail"
+    assert "toolkit setup" in check(data, "index")["fix"]
+
+
+def test_wrong_dims(ready_cluster) -> None:
+    # The index holds 512-dim image vectors; the configured image model now outputs 64 (tiny CLIP).
+    pathlib.Path("toolkit.yaml").write_text(
+        f"text_model:\n  hub_id: {tiny_text_model()}\n  model_id: tiny-text\n"
+        f"image_model:\n  name: {tiny_clip_model()}\n")
+    code, data = doctor(ready_cluster.url)
+    assert code == 22, data
+    assert status(data)["assets"] == "ok"
+    message = check(data, "dims")["message"]
+    assert "image_embedding" in message and "512" in message and "64" in message
+    assert "index.image_dims" in check(data, "dims")["fix"]
+
+
+def test_human_output_names_the_fix(escluster_factory) -> None:
+    es = escluster_factory(license="basic")
+    result = runner.invoke(app, ["doctor", "--es-url", es.url])
+    assert result.exit_code == 14
+    assert "fail license" in " ".join(result.output.split())
+    assert "fix: start a 30-day trial" in result.output
