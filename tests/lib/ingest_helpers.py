@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import atexit
 import io
+import json
+import shutil
 import struct
+import tempfile
 import zlib
 from pathlib import Path
 from typing import Any
@@ -37,9 +41,27 @@ class CountingEmbedder(ImageEmbedder):
         return out
 
 
+def fake_model_dir() -> Path:
+    """The JSON files of a 64-dim CLIP model (no weights): enough for ``toolkit setup``'s dims check."""
+    global _FAKE_MODEL
+    if _FAKE_MODEL is None:
+        root = Path(tempfile.mkdtemp(prefix="toolkit-fake-clip-"))
+        atexit.register(shutil.rmtree, root, True)
+        (root / "0_CLIPModel").mkdir()
+        (root / "modules.json").write_text(json.dumps([{"idx": 0, "name": "0", "path": "0_CLIPModel",
+                                                        "type": "sentence_transformers.models.CLIPModel"}]))
+        (root / "0_CLIPModel" / "config.json").write_text(json.dumps({"projection_dim": DIMS}))
+        _FAKE_MODEL = root
+    return _FAKE_MODEL
+
+
+_FAKE_MODEL: Path | None = None
+
+
 def make_settings(url: str, **overrides: Any) -> Settings:
     """Test settings: the cluster URL, 64-dim image vectors, fast retries."""
     values = {"elasticsearch.url": url, "index.image_dims": DIMS, "ingest.initial_backoff": 0.01,
+              "image_model.name": str(fake_model_dir()),
               "ingest.max_backoff": 0.05, "ingest.download_workers": 4, "image_model.batch_size": 4}
     values.update(overrides)
     return load_settings(overrides=values, environ={}, cwd=Path("/nonexistent-toolkit-test-dir"))
