@@ -1,0 +1,77 @@
+"""``toolkit ingest`` on the command line, with the tiny CLIP model and the test cluster."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from tests.lib.ingest_helpers import DIMS, count_docs, good_images, make_settings, setup_index
+from toolkit.cli import app
+from toolkit.cluster import make_client
+from toolkit.errors import NotFound, ValidationError
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def config(escluster: Any, tmp_path: Path) -> Path:
+    """A config file: the tiny CLIP model, 64 dims, fast retries; the index set up."""
+    from tests.models import tiny_clip_model
+
+    model = str(tiny_clip_model())
+    settings = make_settings(escluster.url, **{"image_model.name": model})
+    setup_index(make_client(settings), settings)
+    file = tmp_path / "toolkit.yaml"
+    file.write_text(f"elasticsearch:\n  url: {escluster.url}\nindex:\n  image_dims: {DIMS}\n"
+                    f"image_model:\n  name: {model}\n  device: cpu\n  batch_size: 4\n"
+                    "ingest:\n  initial_backoff: 0.01\n")
+    return file
+
+
+def test_ingest_json_summary_and_retry_failures(config: Path, tmp_path: Path, escluster: Any,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # the default failures file goes to the working directory
+    folder = tmp_path / "imgs"
+    good_images(folder, 3)
+    (folder / "broken.jpg").write_bytes(b"GIF89a but not really")
+    result = runner.invoke(app, ["ingest", str(folder), "--json", "--config", str(config)])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert {k: summary[k] for k in ("seen", "indexed", "skipped", "failed")} == \
+        {"seen": 4, "indexed": 3, "skipped": 0, "failed": 1}
+    assert {"failures_file", "seconds", "images_per_second"} <= set(summary)
+    failures = Path(summary["failures_file"])
+    assert failures.parent == tmp_path and failures.name.startswith("toolkit-failures-")
+    assert json.loads(failures.read_text())["location"] == str(folder / "broken.jpg")
+
+    (folder / "broken.jpg").write_bytes((folder / "img000.jpg").read_bytes()[:-2] + b"\xff\xd9")
+    retry = runner.invoke(app, ["ingest", "--retry-failures", str(failures), "--json",
+                                "--config", str(config)])
+    assert retry.exit_code == 0, retry.output
+    assert json.loads(retry.stdout)["seen"] == 1
+
+    again = runner.invoke(app, ["ingest", str(folder), "--resume", "--json", "--config", str(config)])
+    assert again.exit_code == 0, again.output
+    assert json.loads(again.stdout)["skipped"] >= 3  # already indexed: nothing embedded again
+    settings = make_settings(escluster.url)
+    assert count_docs(make_client(settings), settings) >= 3
+
+
+def test_missing_index_says_run_setup(escluster: Any, tmp_path: Path) -> None:
+    good_images(tmp_path / "imgs", 1)
+    result = runner.invoke(app, ["ingest", str(tmp_path / "imgs"), "--es-url", escluster.url,
+                                 "--index", "nothing-here"])
+    assert result.exit_code == NotFound.exit_code, result.output
+    assert "toolkit setup" in result.output
+
+
+def test_source_and_retry_failures_are_exclusive(tmp_path: Path) -> None:
+    failures = tmp_path / "f.jsonl"
+    failures.write_text("")
+    result = runner.invoke(app, ["ingest", str(tmp_path), "--retry-failures", str(failures)])
+    assert result.exit_code == ValidationError.exit_code, result.output
+    assert "--retry-failures" in result.output
