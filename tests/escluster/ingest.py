@@ -59,6 +59,7 @@ _PROCESSORS: dict[str, tuple[set[str], set[str]]] = {
         {"input_output", "target_field", "field_map", "inference_config", "ignore_missing"},
     ),
     "script": (set(), {"source", "id", "lang", "params"}),
+    "date": ({"field", "formats"}, {"target_field", "timezone", "locale", "output_format"}),
 }
 _CONVERT_TYPES = ("integer", "long", "float", "double", "boolean", "string", "auto", "ip")
 _TEMPLATE = re.compile(r"\{\{\{\s*([^}]+?)\s*\}\}\}|\{\{\s*([^}]+?)\s*\}\}")
@@ -91,7 +92,7 @@ def config_error(
 # ------------------------------------------------------------------------------------------ validation
 
 
-def validate_pipeline(body: Any) -> None:
+def validate_pipeline(body: Any, pipeline_id: str = "_simulate_pipeline") -> None:
     """Check a pipeline definition as ``PUT _ingest/pipeline/<id>`` does; raises 400 ``parse_exception``.
 
     Example::
@@ -110,9 +111,7 @@ def validate_pipeline(body: Any) -> None:
                     f"[{key}] property isn't a list, but of type [{type(procs).__name__}]", property_name=key
                 )
             if key == "on_failure" and not procs:
-                raise config_error(
-                    "pipeline [on_failure] processors list cannot be empty", property_name="on_failure"
-                )
+                raise config_error(f"pipeline [{pipeline_id}] cannot have an empty on_failure option defined")
             for proc in procs:
                 validate_processor(proc)
 
@@ -121,8 +120,7 @@ def validate_processor(proc: Any) -> None:
     """Check one ``{"type": {config}}`` processor entry (recursing into its ``on_failure``)."""
     if not isinstance(proc, dict) or len(proc) != 1:
         raise config_error(
-            "Expected a single processor per entry but found "
-            + str(len(proc) if isinstance(proc, dict) else 0)
+            "Expected a single processor per entry but found " + str(len(proc) if isinstance(proc, dict) else 0)
         )
     ptype, cfg = next(iter(proc.items()))
     if ptype not in _PROCESSORS:
@@ -156,9 +154,7 @@ def validate_processor(proc: Any) -> None:
     if ptype == "remove" and "field" not in cfg and "keep" not in cfg:
         raise config_error("[keep] or [field] must be specified", ptype, "keep", tag)
     if ptype == "convert" and cfg["type"] not in _CONVERT_TYPES:
-        raise config_error(
-            f"[type] type [{cfg['type']}] not supported, cannot convert field.", ptype, "type", tag
-        )
+        raise config_error(f"[type] type [{cfg['type']}] not supported, cannot convert field.", ptype, "type", tag)
     if ptype == "inference":
         _validate_inference(cfg, tag)
     if "on_failure" in cfg:
@@ -201,9 +197,7 @@ def _validate_inference(cfg: dict[str, Any], tag: str | None) -> None:
         if not isinstance(item, dict) or "input_field" not in item:
             raise config_error("[input_field] required property is missing", "inference", "input_field", tag)
         if "output_field" not in item:
-            raise config_error(
-                "[output_field] required property is missing", "inference", "output_field", tag
-            )
+            raise config_error("[output_field] required property is missing", "inference", "output_field", tag)
 
 
 # ------------------------------------------------------------------------------------------- documents
@@ -228,9 +222,7 @@ class IngestDocument:
         if routing is not None:
             self.meta["_routing"] = routing
         now = _dt.datetime.now(_dt.UTC)
-        self.ingest: dict[str, Any] = {
-            "timestamp": now.isoformat(timespec="microseconds").replace("+00:00", "Z")
-        }
+        self.ingest: dict[str, Any] = {"timestamp": now.isoformat(timespec="microseconds").replace("+00:00", "Z")}
         self.executed: list[str] = []
 
     # -- paths
@@ -261,9 +253,7 @@ class IngestDocument:
             elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
                 node = node[int(part)]
             else:
-                raise ESError(
-                    400, "illegal_argument_exception", f"field [{part}] not present as part of path [{path}]"
-                )
+                raise ESError(400, "illegal_argument_exception", f"field [{part}] not present as part of path [{path}]")
         return node
 
     def set(self, path: str, value: Any) -> None:
@@ -292,8 +282,7 @@ class IngestDocument:
             raise ESError(
                 400,
                 "illegal_argument_exception",
-                f"cannot set [{last}] with parent object of type [{_java_type(node)}] as part of "
-                f"path [{path}]",
+                f"cannot set [{last}] with parent object of type [{_java_type(node)}] as part of path [{path}]",
             )
 
     def remove(self, path: str) -> None:
@@ -305,18 +294,18 @@ class IngestDocument:
             elif isinstance(parent, list) and part.isdigit() and int(part) < len(parent):
                 parent = parent[int(part)]
             else:
-                raise ESError(
-                    400, "illegal_argument_exception", f"field [{part}] not present as part of path [{path}]"
-                )
+                raise ESError(400, "illegal_argument_exception", f"field [{part}] not present as part of path [{path}]")
         last = parts[-1]
         if isinstance(parent, dict) and last in parent:
             del parent[last]
         elif isinstance(parent, list) and last.isdigit() and int(last) < len(parent):
             del parent[int(last)]
         else:
-            raise ESError(
-                400, "illegal_argument_exception", f"field [{last}] not present as part of path [{path}]"
-            )
+            raise ESError(400, "illegal_argument_exception", f"field [{last}] not present as part of path [{path}]")
+
+    def source_view(self) -> dict[str, Any]:
+        """What Painless sees as ``ctx``: the source plus ``_index``, ``_id``... and ``_ingest``."""
+        return {**self.source, **{k: v for k, v in self.meta.items() if v is not None}, "_ingest": self.ingest}
 
     def render(self, template: Any) -> Any:
         """Mustache-render a string (``{{x}}`` JSON-string-escaped, ``{{{x}}}`` raw); other values recurse."""
@@ -385,18 +374,23 @@ class ProcessorFailure(Exception):
 
 
 def run_pipeline(
-    pipelines: Mapping[str, dict[str, Any]], pipeline_id: str, doc: IngestDocument, *, infer: Infer | None
+    pipelines: Mapping[str, dict[str, Any]],
+    pipeline_id: str,
+    doc: IngestDocument,
+    *,
+    infer: Infer | None,
+    trace: list[dict[str, Any]] | None = None,
 ) -> bool:
     """Run pipeline ``pipeline_id`` on ``doc`` in place; returns False when a ``drop`` processor dropped it.
 
     Raises ``ESError`` (the failing processor's error) when a failure is not handled by ``on_failure``
-    or ``ignore_failure``.
+    or ``ignore_failure``. ``trace`` collects ``_simulate?verbose`` processor results.
 
     Example::
 
         run_pipeline(pipelines, "my-pipeline", doc, infer=ml.infer)
     """
-    runner = _Runner(pipelines, infer)
+    runner = _Runner(pipelines, infer, trace)
     try:
         runner.pipeline(pipeline_id, doc, [])
     except _Dropped:
@@ -413,31 +407,32 @@ def run_inline(
     pipelines: Mapping[str, dict[str, Any]],
     infer: Infer | None,
     pipeline_id: str = "_simulate_pipeline",
+    trace: list[dict[str, Any]] | None = None,
 ) -> bool:
     """Like :func:`run_pipeline` for a pipeline body not stored under an id (``_simulate``)."""
-    runner = _Runner({**pipelines, pipeline_id: pipeline}, infer)
-    try:
-        runner.pipeline(pipeline_id, doc, [])
-    except _Dropped:
-        return False
-    except ProcessorFailure as failure:
-        raise failure.error from None
-    return True
+    return run_pipeline({**pipelines, pipeline_id: pipeline}, pipeline_id, doc, infer=infer, trace=trace)
+
+
+def error_body(exc: ESError) -> dict[str, Any]:
+    """``{"root_cause": [...], "type", "reason", ...}`` as ES nests an error inside another body."""
+    root = exc.error_object()
+    return {"root_cause": [dict(root)], **root}
 
 
 class _Runner:
-    def __init__(self, pipelines: Mapping[str, dict[str, Any]], infer: Infer | None) -> None:
+    def __init__(
+        self, pipelines: Mapping[str, dict[str, Any]], infer: Infer | None, trace: list[dict[str, Any]] | None
+    ) -> None:
         self.pipelines = pipelines
         self.infer = infer
+        self.trace = trace
 
     def pipeline(self, pipeline_id: str, doc: IngestDocument, stack: list[str]) -> None:
         if pipeline_id in stack:
             raise ESError(500, "illegal_state_exception", f"Cycle detected for pipeline: {pipeline_id}")
         body = self.pipelines.get(pipeline_id)
         if body is None:
-            raise ESError(
-                400, "illegal_argument_exception", f"pipeline with id [{pipeline_id}] does not exist"
-            )
+            raise ESError(400, "illegal_argument_exception", f"pipeline with id [{pipeline_id}] does not exist")
         stack = stack + [pipeline_id]
         doc.executed.append(pipeline_id)
         try:
@@ -453,15 +448,8 @@ class _Runner:
     def with_failure_metadata(
         self, doc: IngestDocument, failure: ProcessorFailure, handlers: list[dict[str, Any]], stack: list[str]
     ) -> None:
-        saved = {
-            k: doc.ingest.get(k)
-            for k in (
-                "on_failure_message",
-                "on_failure_processor_type",
-                "on_failure_processor_tag",
-                "on_failure_pipeline",
-            )
-        }
+        keys = ("on_failure_message", "on_failure_processor_type", "on_failure_processor_tag", "on_failure_pipeline")
+        saved = {k: doc.ingest.get(k) for k in keys}
         doc.ingest["on_failure_message"] = failure.error.reason
         doc.ingest["on_failure_processor_type"] = failure.processor_type
         doc.ingest["on_failure_processor_tag"] = failure.tag
@@ -476,25 +464,61 @@ class _Runner:
                 else:
                     doc.ingest[key] = value
 
+    def record(
+        self,
+        ptype: str,
+        cfg: dict[str, Any],
+        status: str,
+        doc: IngestDocument | None,
+        stack: list[str],
+        **extra: Any,
+    ) -> None:
+        if self.trace is None:
+            return
+        entry: dict[str, Any] = {"processor_type": ptype, "status": status}
+        for key in ("tag", "description"):
+            if cfg.get(key) is not None:
+                entry[key] = cfg[key]
+        entry.update(extra)
+        if doc is not None:
+            snapshot: dict[str, Any] = {k: v for k, v in doc.meta.items() if v is not None}
+            snapshot["_source"] = copy.deepcopy(doc.source)
+            snapshot["_ingest"] = {**copy.deepcopy(doc.ingest), "pipeline": stack[-1]}
+            entry["doc"] = snapshot
+        self.trace.append(entry)
+
     def processor(self, proc: dict[str, Any], doc: IngestDocument, stack: list[str]) -> None:
         ptype, cfg = next(iter(proc.items()))
+        condition = cfg.get("if")
+        if condition is not None and not condition_holds(condition, doc):
+            self.record(ptype, cfg, "skipped", None, stack, **{"if": {"condition": condition, "result": False}})
+            return
         try:
+            if ptype == "pipeline":
+                self.record(ptype, cfg, "success", None, stack)
             getattr(self, f"p_{ptype}")(cfg, doc, stack)
         except _Dropped:
+            self.record(ptype, cfg, "dropped", None, stack)
             raise
         except (ESError, ProcessorFailure) as exc:
+            error = exc.error if isinstance(exc, ProcessorFailure) else exc
             if cfg.get("ignore_failure") in (True, "true"):
+                self.record(ptype, cfg, "error_ignored", doc, stack, ignored_error={"error": error_body(error)})
                 return
             if isinstance(exc, ProcessorFailure):
                 # A nested pipeline failed: the inner processor's metadata is what ES reports.
                 failure = exc
             else:
+                self.record(ptype, cfg, "error", None, stack, error=error_body(error))
                 failure = ProcessorFailure(exc, ptype, cfg.get("tag"), stack[-1])
             handlers = cfg.get("on_failure")
             if not handlers:
                 raise failure from None
             # Processor-level on_failure handles it; the pipeline goes on.
             self.with_failure_metadata(doc, failure, handlers, stack)
+            return
+        if ptype != "pipeline":
+            self.record(ptype, cfg, "success", doc, stack)
 
     # -- processors
     def p_set(self, cfg: dict[str, Any], doc: IngestDocument, stack: list[str]) -> None:
@@ -548,9 +572,7 @@ class _Runner:
             items.append(value)
         doc.set(field, items)
 
-    def _string_op(
-        self, cfg: dict[str, Any], doc: IngestDocument, ptype: str, op: Callable[[str], str]
-    ) -> None:
+    def _string_op(self, cfg: dict[str, Any], doc: IngestDocument, ptype: str, op: Callable[[str], str]) -> None:
         field = doc.render(cfg["field"])
         if not doc.has(field) or doc.get(field) is None:
             if cfg.get("ignore_missing") in (True, "true"):
@@ -626,9 +648,7 @@ class _Runner:
             ) from None
         if cfg.get("add_to_root") in (True, "true"):
             if not isinstance(parsed, dict):
-                raise ESError(
-                    400, "illegal_argument_exception", "cannot add non-map fields to root of document"
-                )
+                raise ESError(400, "illegal_argument_exception", "cannot add non-map fields to root of document")
             doc.source.update(parsed)
         else:
             doc.set(doc.render(cfg.get("target_field", field)), parsed)
@@ -668,6 +688,25 @@ class _Runner:
 
     def p_drop(self, cfg: dict[str, Any], doc: IngestDocument, stack: list[str]) -> None:
         raise _Dropped()
+
+    def p_date(self, cfg: dict[str, Any], doc: IngestDocument, stack: list[str]) -> None:
+        field = doc.render(cfg["field"])
+        text = _to_text(doc.get(field))
+        for fmt in cfg["formats"]:
+            parsed = _parse_date(text, fmt, cfg.get("timezone"))
+            if parsed is not None:
+                out_fmt = cfg.get("output_format", "yyyy-MM-dd'T'HH:mm:ss.SSSXXX")
+                doc.set(doc.render(cfg.get("target_field", "@timestamp")), _format_date(parsed, out_fmt))
+                return
+        raise ESError(
+            400,
+            "illegal_argument_exception",
+            f"unable to parse date [{text}]",
+            caused_by={
+                "type": "illegal_argument_exception",
+                "reason": f"failed to parse date field [{text}] with format [{cfg['formats'][-1]}]",
+            },
+        )
 
     def p_script(self, cfg: dict[str, Any], doc: IngestDocument, stack: list[str]) -> None:
         raise ESError(500, "illegal_state_exception", "the test cluster does not run Painless scripts")
@@ -777,3 +816,270 @@ def _convert(value: Any, kind: str) -> Any:
     except ValueError:
         raise ESError(400, "illegal_argument_exception", f"unable to convert [{text}] to {kind}") from None
     return value
+
+
+# ------------------------------------------------------------------------------------------------ dates
+
+_JAVA_TOKENS = [
+    ("yyyy", "%Y"),
+    ("uuuu", "%Y"),
+    ("yy", "%y"),
+    ("MMMM", "%B"),
+    ("MMM", "%b"),
+    ("MM", "%m"),
+    ("dd", "%d"),
+    ("HH", "%H"),
+    ("hh", "%I"),
+    ("mm", "%M"),
+    ("ss", "%S"),
+    ("SSSSSS", "%f"),
+    ("SSS", "%f"),
+    ("EEEE", "%A"),
+    ("EEE", "%a"),
+    ("a", "%p"),
+    ("XXX", "%z"),
+    ("XX", "%z"),
+    ("Z", "%z"),
+    ("d", "%d"),
+    ("M", "%m"),
+    ("H", "%H"),
+]
+
+
+def _java_to_strptime(pattern: str) -> str:
+    out, i = [], 0
+    while i < len(pattern):
+        if pattern[i] == "'":
+            end = pattern.find("'", i + 1)
+            end = len(pattern) if end < 0 else end
+            out.append(pattern[i + 1 : end].replace("%", "%%") or "'")
+            i = end + 1
+            continue
+        for token, directive in _JAVA_TOKENS:
+            if pattern.startswith(token, i):
+                out.append(directive)
+                i += len(token)
+                break
+        else:
+            out.append("%%" if pattern[i] == "%" else pattern[i])
+            i += 1
+    return "".join(out)
+
+
+def _zone(name: str | None) -> _dt.tzinfo:
+    if not name or name in ("UTC", "Z"):
+        return _dt.UTC
+    match = re.fullmatch(r"([+-])(\d{2}):?(\d{2})", name)
+    if match:
+        sign = 1 if match.group(1) == "+" else -1
+        return _dt.timezone(sign * _dt.timedelta(hours=int(match.group(2)), minutes=int(match.group(3))))
+    try:
+        from zoneinfo import ZoneInfo
+
+        return ZoneInfo(name)
+    except Exception:  # noqa: BLE001 - an unknown zone name falls back to UTC
+        return _dt.UTC
+
+
+def _parse_date(text: str, fmt: str, timezone: str | None) -> _dt.datetime | None:
+    tz = _zone(timezone)
+    try:
+        if fmt == "UNIX":
+            return _dt.datetime.fromtimestamp(float(text), _dt.UTC)
+        if fmt == "UNIX_MS":
+            return _dt.datetime.fromtimestamp(int(float(text)) / 1000.0, _dt.UTC)
+        if fmt == "ISO8601":
+            parsed = _dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+        else:
+            parsed = _dt.datetime.strptime(text, _java_to_strptime(fmt))
+    except (ValueError, OverflowError, OSError):
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=tz)
+
+
+def _format_date(when: _dt.datetime, fmt: str) -> str:
+    if fmt == "yyyy-MM-dd'T'HH:mm:ss.SSSXXX":
+        return when.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return when.strftime(_java_to_strptime(fmt))
+
+
+# ------------------------------------------------------------------------------------------- conditions
+
+
+class _Unsupported(Exception):
+    """A Painless construct the small condition evaluator does not know."""
+
+
+_COND_TOKEN = re.compile(
+    r"\s*(?:(?P<num>\d+(?:\.\d+)?)|(?P<str>'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\")"
+    r"|(?P<op>\?\.|==|!=|<=|>=|&&|\|\||[()<>!.\[\],])|(?P<name>[A-Za-z_][A-Za-z0-9_]*))"
+)
+
+
+def condition_holds(expression: Any, doc: IngestDocument) -> bool:
+    """Evaluate a processor's ``if`` for common Painless forms (``ctx.a?.b == 'x'``, ``!=``, ``null``,
+    ``&&``, ``||``, ``!``, ``containsKey``...). Anything else counts as true: the processor runs.
+
+    Example::
+
+        condition_holds("ctx.kind == 'photo' && ctx?.url != null", doc)
+    """
+    source = expression.get("source") if isinstance(expression, dict) else expression
+    if not isinstance(source, str):
+        return True
+    try:
+        tokens = _tokenize(source)
+        parser = _CondParser(tokens, doc)
+        value = parser.parse_or()
+        if parser.pos != len(tokens):
+            raise _Unsupported(source)
+    except _Unsupported:
+        return True
+    return bool(value)
+
+
+def _tokenize(source: str) -> list[tuple[str, Any]]:
+    tokens: list[tuple[str, Any]] = []
+    text = source.strip().rstrip(";").strip()
+    if text.startswith("return "):
+        text = text[len("return ") :]
+    pos = 0
+    while pos < len(text):
+        match = _COND_TOKEN.match(text, pos)
+        if not match or match.end() == pos:
+            raise _Unsupported(text)
+        pos = match.end()
+        if match.group("num") is not None:
+            num = match.group("num")
+            tokens.append(("lit", float(num) if "." in num else int(num)))
+        elif match.group("str") is not None:
+            tokens.append(("lit", match.group("str")[1:-1]))
+        elif match.group("op") is not None:
+            tokens.append(("op", match.group("op")))
+        else:
+            name = match.group("name")
+            if name in ("true", "false", "null"):
+                tokens.append(("lit", {"true": True, "false": False, "null": None}[name]))
+            else:
+                tokens.append(("name", name))
+    return tokens
+
+
+class _CondParser:
+    def __init__(self, tokens: list[tuple[str, Any]], doc: IngestDocument) -> None:
+        self.tokens = tokens
+        self.pos = 0
+        self.doc = doc
+
+    def peek(self) -> tuple[str, Any] | None:
+        return self.tokens[self.pos] if self.pos < len(self.tokens) else None
+
+    def take(self, value: str | None = None) -> tuple[str, Any]:
+        token = self.peek()
+        if token is None or (value is not None and token[1] != value):
+            raise _Unsupported(value)
+        self.pos += 1
+        return token
+
+    def parse_or(self) -> Any:
+        left = self.parse_and()
+        while self.peek() == ("op", "||"):
+            self.take()
+            right = self.parse_and()
+            left = bool(left) or bool(right)
+        return left
+
+    def parse_and(self) -> Any:
+        left = self.parse_not()
+        while self.peek() == ("op", "&&"):
+            self.take()
+            right = self.parse_not()
+            left = bool(left) and bool(right)
+        return left
+
+    def parse_not(self) -> Any:
+        if self.peek() == ("op", "!"):
+            self.take()
+            return not self.parse_not()
+        return self.parse_cmp()
+
+    def parse_cmp(self) -> Any:
+        left = self.parse_primary()
+        token = self.peek()
+        if token and token[0] == "op" and token[1] in ("==", "!=", "<", ">", "<=", ">="):
+            self.take()
+            right = self.parse_primary()
+            op = token[1]
+            if op == "==":
+                return left == right
+            if op == "!=":
+                return left != right
+            if left is None or right is None:
+                raise _Unsupported(op)
+            return {"<": left < right, ">": left > right, "<=": left <= right, ">=": left >= right}[op]
+        return left
+
+    def parse_primary(self) -> Any:
+        token = self.take()
+        if token == ("op", "("):
+            value = self.parse_or()
+            self.take(")")
+            return value
+        if token[0] == "lit":
+            return token[1]
+        if token == ("name", "ctx"):
+            return self.parse_path(self.doc.source_view())
+        raise _Unsupported(token)
+
+    def parse_path(self, node: Any) -> Any:
+        while True:
+            token = self.peek()
+            if token in (("op", "."), ("op", "?.")):
+                self.take()
+                name = self.take()
+                if name[0] != "name":
+                    raise _Unsupported(name)
+                if self.peek() == ("op", "("):
+                    node = self.call(node, name[1])
+                    continue
+                node = node.get(name[1]) if isinstance(node, dict) else None
+            elif token == ("op", "["):
+                self.take()
+                key = self.parse_or()
+                self.take("]")
+                if isinstance(node, dict):
+                    node = node.get(key)
+                elif isinstance(node, list) and isinstance(key, int) and 0 <= key < len(node):
+                    node = node[key]
+                else:
+                    node = None
+            else:
+                return node
+
+    def call(self, node: Any, method: str) -> Any:
+        self.take("(")
+        args = []
+        while self.peek() != ("op", ")"):
+            args.append(self.parse_or())
+            if self.peek() == ("op", ","):
+                self.take()
+        self.take(")")
+        if method == "containsKey" and isinstance(node, dict):
+            return args[0] in node
+        if method == "contains" and isinstance(node, (str, list)):
+            return args[0] in node
+        if method == "startsWith" and isinstance(node, str):
+            return node.startswith(args[0])
+        if method == "endsWith" and isinstance(node, str):
+            return node.endswith(args[0])
+        if method == "equals":
+            return node == args[0]
+        if method == "isEmpty" and isinstance(node, (str, list, dict)):
+            return len(node) == 0
+        if method in ("size", "length") and isinstance(node, (str, list, dict)):
+            return len(node)
+        if method == "toLowerCase" and isinstance(node, str):
+            return node.lower()
+        if method == "toUpperCase" and isinstance(node, str):
+            return node.upper()
+        raise _Unsupported(method)

@@ -387,9 +387,7 @@ class Faults:
         }
         unknown = [k for k in body if k not in known]
         if unknown:
-            raise ESError(
-                400, "illegal_argument_exception", f"unknown fault keys {unknown}; known: {sorted(known)}"
-            )
+            raise ESError(400, "illegal_argument_exception", f"unknown fault keys {unknown}; known: {sorted(known)}")
         with self.lock:
             self.bulk_429_items += int(body.get("bulk_429_items", 0))
             self.bulk_429_requests += int(body.get("bulk_429_requests", 0))
@@ -651,9 +649,7 @@ class Cluster:
             return settings, mappings, aliases
         _, tpl = match
         layers = [
-            self.component_templates[c]["template"]
-            for c in tpl.get("composed_of", [])
-            if c in self.component_templates
+            self.component_templates[c]["template"] for c in tpl.get("composed_of", []) if c in self.component_templates
         ]
         layers.append(tpl.get("template", {}))
         for layer in layers:
@@ -681,9 +677,7 @@ class Cluster:
         }
         for key in body:
             if key not in known:
-                raise ESError(
-                    400, "x_content_parse_exception", f"[1:2] [index_template] unknown field [{key}]"
-                )
+                raise ESError(400, "x_content_parse_exception", f"[1:2] [index_template] unknown field [{key}]")
         patterns = body.get("index_patterns")
         if isinstance(patterns, str):
             patterns = [patterns]
@@ -703,9 +697,7 @@ class Cluster:
             if params.get("create") == "true" and name in self.index_templates:
                 raise ESError(400, "illegal_argument_exception", f"index template [{name}] already exists")
             ignored = set(body.get("ignore_missing_component_templates") or [])
-            missing = [
-                c for c in tpl["composed_of"] if c not in self.component_templates and c not in ignored
-            ]
+            missing = [c for c in tpl["composed_of"] if c not in self.component_templates and c not in ignored]
             if missing:
                 raise ESError(
                     400,
@@ -717,9 +709,7 @@ class Cluster:
             for other_name, other in self.index_templates.items():
                 if other_name == name or int(other.get("priority", 0) or 0) != priority:
                     continue
-                overlap = [
-                    p for p in patterns if any(_patterns_overlap(p, q) for q in other["index_patterns"])
-                ]
+                overlap = [p for p in patterns if any(_patterns_overlap(p, q) for q in other["index_patterns"])]
                 if overlap:
                     raise ESError(
                         400,
@@ -745,9 +735,7 @@ class Cluster:
 
     def _check_template_body(self, template: Any, name: str) -> dict[str, Any]:
         if not isinstance(template, dict):
-            raise ESError(
-                400, "x_content_parse_exception", "[1:2] [template] failed to parse field [template]"
-            )
+            raise ESError(400, "x_content_parse_exception", "[1:2] [template] failed to parse field [template]")
         for key in template:
             if key not in ("settings", "mappings", "aliases", "lifecycle", "data_stream_options"):
                 raise ESError(400, "x_content_parse_exception", f"[1:2] [template] unknown field [{key}]")
@@ -809,18 +797,14 @@ class Cluster:
             raise ESError(400, "parse_exception", "request body is required")
         for key in body:
             if key not in ("template", "version", "_meta", "deprecated"):
-                raise ESError(
-                    400, "x_content_parse_exception", f"[1:2] [component_template] unknown field [{key}]"
-                )
+                raise ESError(400, "x_content_parse_exception", f"[1:2] [component_template] unknown field [{key}]")
         if "template" not in body:
             raise ESError(400, "x_content_parse_exception", "[1:2] Required [template]")
         comp = copy.deepcopy(body)
         comp["template"] = self._check_template_body(body["template"], name)
         with self.lock:
             if params.get("create") == "true" and name in self.component_templates:
-                raise ESError(
-                    400, "illegal_argument_exception", f"component template [{name}] already exists"
-                )
+                raise ESError(400, "illegal_argument_exception", f"component template [{name}] already exists")
             self.component_templates[name] = comp
         return {"acknowledged": True}
 
@@ -838,9 +822,7 @@ class Cluster:
         with self.lock:
             names = self._select(self.component_templates, name, "component template matching [{}] not found")
             users = sorted(
-                t
-                for t, tpl in self.index_templates.items()
-                if any(n in tpl.get("composed_of", []) for n in names)
+                t for t, tpl in self.index_templates.items() if any(n in tpl.get("composed_of", []) for n in names)
             )
             if users:
                 raise ESError(
@@ -895,8 +877,7 @@ class Cluster:
                     raise ESError(
                         400,
                         "invalid_alias_name_exception",
-                        f"Invalid alias name [{alias}]: an index or data stream exists with the same "
-                        f"name as the alias",
+                        f"Invalid alias name [{alias}]: an index or data stream exists with the same name as the alias",
                     )
                 validate_index_name(alias)
                 clean_aliases[alias] = _alias_spec(spec or {})
@@ -984,9 +965,7 @@ class Cluster:
         del normalized_overlay
         return {"acknowledged": True}
 
-    def get_settings(
-        self, expression: str | None, name: str | None, params: dict[str, str]
-    ) -> dict[str, Any]:
+    def get_settings(self, expression: str | None, name: str | None, params: dict[str, str]) -> dict[str, Any]:
         with self.lock:
             indices = self.resolve(expression, ignore_unavailable=params.get("ignore_unavailable") == "true")
             out = {}
@@ -997,16 +976,11 @@ class Cluster:
                     flat = {
                         k: v
                         for k, v in flat.items()
-                        if any(
-                            fnmatch.fnmatchcase(k, p) or fnmatch.fnmatchcase(k, "index." + p)
-                            for p in patterns
-                        )
+                        if any(fnmatch.fnmatchcase(k, p) or fnmatch.fnmatchcase(k, "index." + p) for p in patterns)
                     }
                 if not flat and name:
                     continue
-                out[idx.name] = {
-                    "settings": flat if params.get("flat_settings") == "true" else nest_settings(flat)
-                }
+                out[idx.name] = {"settings": flat if params.get("flat_settings") == "true" else nest_settings(flat)}
             return out
 
     def put_settings(self, expression: str | None, body: Any) -> dict[str, Any]:
@@ -1054,30 +1028,20 @@ class Cluster:
     def update_aliases(self, body: Any) -> dict[str, Any]:
         """``POST _aliases`` with ``add`` / ``remove`` / ``remove_index`` actions (all or nothing)."""
         if not isinstance(body, dict) or "actions" not in body:
-            raise ESError(
-                400, "action_request_validation_exception", "Validation Failed: 1: no actions specified;"
-            )
+            raise ESError(400, "action_request_validation_exception", "Validation Failed: 1: no actions specified;")
         actions = body["actions"]
         if not isinstance(actions, list) or not actions:
-            raise ESError(
-                400, "action_request_validation_exception", "Validation Failed: 1: no actions specified;"
-            )
+            raise ESError(400, "action_request_validation_exception", "Validation Failed: 1: no actions specified;")
         with self.lock:
             # Work on copies so a failing action leaves everything untouched.
-            staged = {
-                name: {a: dict(s) for a, s in idx.aliases.items()} for name, idx in self.indices.items()
-            }
+            staged = {name: {a: dict(s) for a, s in idx.aliases.items()} for name, idx in self.indices.items()}
             removed_indices: list[str] = []
             for action in actions:
                 if not isinstance(action, dict) or len(action) != 1:
-                    raise ESError(
-                        400, "illegal_argument_exception", "Too many operations declared on operation entry"
-                    )
+                    raise ESError(400, "illegal_argument_exception", "Too many operations declared on operation entry")
                 kind, spec = next(iter(action.items()))
                 if kind not in ("add", "remove", "remove_index"):
-                    raise ESError(
-                        400, "x_content_parse_exception", f"[1:2] [alias_action] unknown field [{kind}]"
-                    )
+                    raise ESError(400, "x_content_parse_exception", f"[1:2] [alias_action] unknown field [{kind}]")
                 idx_names = _listify(spec.get("index")) + _listify(spec.get("indices"))
                 if not idx_names:
                     raise ESError(
@@ -1112,9 +1076,7 @@ class Cluster:
                             staged[t][alias] = _alias_spec(spec)
                 else:
                     for t in targets:
-                        hit = [
-                            a for a in list(staged[t]) if any(fnmatch.fnmatchcase(a, p) for p in alias_names)
-                        ]
+                        hit = [a for a in list(staged[t]) if any(fnmatch.fnmatchcase(a, p) for p in alias_names)]
                         if not hit and spec.get("must_exist") is not False:
                             raise ESError(
                                 404,
@@ -1154,9 +1116,7 @@ class Cluster:
     def get_alias(self, expression: str | None, name: str | None) -> tuple[int, dict[str, Any]]:
         """``GET [<index>/]_alias[/<name>]``; a missing alias is 404 ``{"error": "alias [x] missing"}``."""
         with self.lock:
-            indices = (
-                self.resolve(expression) if expression else [self.indices[n] for n in sorted(self.indices)]
-            )
+            indices = self.resolve(expression) if expression else [self.indices[n] for n in sorted(self.indices)]
             patterns = [p for p in (name or "").split(",") if p]
             out: dict[str, Any] = {}
             seen: set[str] = set()
@@ -1199,8 +1159,7 @@ class Cluster:
             raise ESError(
                 404,
                 "index_not_found_exception",
-                f"no such index [{name}] and [require_alias] request flag is [true] and [{name}] is not an "
-                f"alias",
+                f"no such index [{name}] and [require_alias] request flag is [true] and [{name}] is not an alias",
                 index=name,
                 index_uuid="_na_",
                 **{"resource.type": "index_expression", "resource.id": name},
@@ -1209,7 +1168,7 @@ class Cluster:
 
     # -------------------------------------------------------------------------------------- pipelines
     def put_pipeline(self, pipeline_id: str, body: Any) -> dict[str, Any]:
-        ingest.validate_pipeline(body)
+        ingest.validate_pipeline(body, pipeline_id)
         with self.lock:
             self.pipelines[pipeline_id] = copy.deepcopy(body)
         return {"acknowledged": True}
@@ -1268,14 +1227,18 @@ class Cluster:
                 routing=entry.get("_routing"),
             )
             doc.meta["_version"] = str(entry.get("_version", "-3"))
+            verbose = params.get("verbose") in ("true", "")
+            trace: list[dict[str, Any]] | None = [] if verbose else None
             try:
                 if pipeline_id is None:
-                    kept = ingest.run_inline(inline, doc, pipelines=pipelines, infer=self.infer)
+                    kept = ingest.run_inline(inline, doc, pipelines=pipelines, infer=self.infer, trace=trace)
                 else:
-                    kept = ingest.run_pipeline(pipelines, pipeline_id, doc, infer=self.infer)
+                    kept = ingest.run_pipeline(pipelines, pipeline_id, doc, infer=self.infer, trace=trace)
             except ESError as exc:
-                root = exc.error_object()
-                results.append({"error": {"root_cause": [dict(root)], **root}})
+                results.append({"processor_results": trace} if verbose else {"error": ingest.error_body(exc)})
+                continue
+            if verbose:
+                results.append({"processor_results": trace})
                 continue
             if not kept:
                 results.append(None)
@@ -1314,6 +1277,7 @@ class Cluster:
         if_primary_term: Any = None,
         routing: str | None = None,
         update_body: dict[str, Any] | None = None,
+        ingest_stats: dict[str, float] | None = None,
     ) -> tuple[int, dict[str, Any]]:
         """One write (``index`` / ``create`` / ``update`` / ``delete``): ``(status, item body)``.
 
@@ -1324,49 +1288,48 @@ class Cluster:
             cluster.write("index", "images", None, {"caption": "a dog"}, pipeline="_none")
         """
         if not target:
-            raise ESError(
-                400, "action_request_validation_exception", "Validation Failed: 1: index is missing;"
-            )
+            raise ESError(400, "action_request_validation_exception", "Validation Failed: 1: index is missing;")
         if doc_id is not None and doc_id == "":
             raise ESError(400, "illegal_argument_exception", "if _id is specified it must not be empty")
         if doc_id is not None and len(doc_id.encode()) > 512:
             raise ESError(
                 400,
                 "illegal_argument_exception",
-                f"id [{doc_id}] is too long, must be no longer than 512 bytes but was: "
-                f"{len(doc_id.encode())}",
+                f"id [{doc_id}] is too long, must be no longer than 512 bytes but was: {len(doc_id.encode())}",
             )
         if op == "delete":
             return self._delete(target, doc_id, refresh)
         if op == "update":
-            return self._update(target, doc_id, update_body or {}, refresh)
+            return self._update(target, doc_id, update_body or {}, refresh, pipeline, ingest_stats)
         if not isinstance(source, dict):
-            raise ESError(
-                400, "action_request_validation_exception", "Validation Failed: 1: source is missing;"
-            )
+            raise ESError(400, "action_request_validation_exception", "Validation Failed: 1: source is missing;")
         with self.lock:
             name = self.write_index_for(target, require_alias=require_alias)
             validate_index_name(name)
             main_pipeline, final_pipeline = self._pipeline_for(name, pipeline)
             pipelines = self.pipelines
         if main_pipeline or final_pipeline:
+            started = time.monotonic()
             doc = ingest.IngestDocument(source, index=name, doc_id=doc_id, routing=routing)
-            for pid in (main_pipeline, final_pipeline):
-                if not pid:
-                    continue
-                if pid not in pipelines:
-                    raise ESError(
-                        400, "illegal_argument_exception", f"pipeline with id [{pid}] does not exist"
-                    )
-                if not ingest.run_pipeline(pipelines, pid, doc, infer=self.infer):
-                    return 200, {
-                        "_index": name,
-                        "_id": doc_id,
-                        "_version": -3,
-                        "result": "noop",
-                        "_shards": {"total": 0, "successful": 0, "failed": 0},
-                        "status": 200,
-                    }
+            try:
+                kept = True
+                for pid in (main_pipeline, final_pipeline):
+                    if not pid or not kept:
+                        continue
+                    if pid not in pipelines:
+                        raise ESError(400, "illegal_argument_exception", f"pipeline with id [{pid}] does not exist")
+                    kept = ingest.run_pipeline(pipelines, pid, doc, infer=self.infer)
+            finally:
+                if ingest_stats is not None:
+                    ingest_stats["ms"] = ingest_stats.get("ms", 0.0) + (time.monotonic() - started) * 1000
+            if not kept:
+                return 200, {
+                    "_index": name,
+                    "_id": doc_id,
+                    "_version": -3,
+                    "result": "noop",
+                    "_shards": {"total": 0, "successful": 0, "failed": 0},
+                }
             source = doc.source
             new_target = doc.meta.get("_index")
             if new_target and new_target != name:
@@ -1379,10 +1342,7 @@ class Cluster:
             if name not in self.indices:
                 self.create_index(name, {}, auto=True)
             idx = self.indices[name]
-            if (
-                idx.settings.get("index.blocks.write") == "true"
-                or idx.settings.get("index.blocks.read_only") == "true"
-            ):
+            if idx.settings.get("index.blocks.write") == "true" or idx.settings.get("index.blocks.read_only") == "true":
                 raise ESError(
                     403,
                     "cluster_block_exception",
@@ -1484,36 +1444,33 @@ class Cluster:
             return (200 if existing else 404), body
 
     def _update(
-        self, target: str, doc_id: str | None, body: dict[str, Any], refresh: str | None
+        self,
+        target: str,
+        doc_id: str | None,
+        body: dict[str, Any],
+        refresh: str | None,
+        pipeline: str | None = None,
+        ingest_stats: dict[str, float] | None = None,
     ) -> tuple[int, dict[str, Any]]:
         if doc_id is None:
             raise ESError(400, "action_request_validation_exception", "Validation Failed: 1: id is missing;")
         if not isinstance(body, dict):
-            raise ESError(
-                400, "action_request_validation_exception", "Validation Failed: 1: script or doc is missing;"
-            )
+            raise ESError(400, "action_request_validation_exception", "Validation Failed: 1: script or doc is missing;")
         unknown = [
             k
             for k in body
-            if k
-            not in ("doc", "doc_as_upsert", "upsert", "detect_noop", "_source", "scripted_upsert", "script")
+            if k not in ("doc", "doc_as_upsert", "upsert", "detect_noop", "_source", "scripted_upsert", "script")
         ]
         if unknown:
-            raise ESError(
-                400, "x_content_parse_exception", f"[1:2] [UpdateRequest] unknown field [{unknown[0]}]"
-            )
-        if "script" in body:
-            raise ESError(400, "illegal_argument_exception", "the test cluster does not run update scripts")
-        if "doc" not in body:
-            raise ESError(
-                400, "action_request_validation_exception", "Validation Failed: 1: script or doc is missing;"
-            )
-        partial = body["doc"]
+            raise ESError(400, "x_content_parse_exception", f"[1:2] [UpdateRequest] unknown field [{unknown[0]}]")
+        if "doc" not in body and "script" not in body:
+            raise ESError(400, "action_request_validation_exception", "Validation Failed: 1: script or doc is missing;")
+        partial = body.get("doc")
         with self.lock:
             name = self.write_index_for(target)
             idx = self.indices.get(name)
             existing = idx.docs.get(doc_id) if idx is not None else None
-            if existing is None:
+            if existing is None and body.get("scripted_upsert") is not True:
                 upsert = partial if body.get("doc_as_upsert") is True else body.get("upsert")
                 if upsert is None:
                     if idx is None:
@@ -1526,8 +1483,18 @@ class Cluster:
                         shard="0",
                         index=name,
                     )
-                return self.write("index", name, doc_id, copy.deepcopy(upsert), refresh=refresh)
-            assert idx is not None
+                # An upsert is a plain index request: it runs the pipelines.
+                return self.write(
+                    "index",
+                    name,
+                    doc_id,
+                    copy.deepcopy(upsert),
+                    refresh=refresh,
+                    pipeline=pipeline,
+                    ingest_stats=ingest_stats,
+                )
+            if "script" in body or existing is None or idx is None:
+                raise ESError(400, "illegal_argument_exception", "the test cluster does not run update scripts")
             merged = _deep_merge(existing.source, partial)
             if merged == existing.source and body.get("detect_noop", True) is not False:
                 return 200, {
@@ -1582,9 +1549,7 @@ class Cluster:
         started = time.monotonic()
         text = raw.decode("utf-8")
         if not text.endswith("\n"):
-            raise ESError(
-                400, "illegal_argument_exception", "The bulk request must be terminated by a newline [\\n]"
-            )
+            raise ESError(400, "illegal_argument_exception", "The bulk request must be terminated by a newline [\\n]")
         lines = text.split("\n")
         ops: list[tuple[str, dict[str, Any], Any]] = []
         i = 0
@@ -1598,15 +1563,16 @@ class Cluster:
             try:
                 action = json.loads(line)
             except json.JSONDecodeError as exc:
-                raise ESError(
-                    400, "x_content_parse_exception", f"[{line_no}:{exc.colno}] {exc.msg}"
-                ) from None
+                raise ESError(400, "x_content_parse_exception", f"[{line_no}:{exc.colno}] {exc.msg}") from None
             if not isinstance(action, dict) or len(action) != 1:
+                if action == {}:
+                    detail = "expected FIELD_NAME but found [END_OBJECT]"
+                elif isinstance(action, dict):
+                    detail = "expected END_OBJECT but found [FIELD_NAME]"
+                else:
+                    detail = "expected START_OBJECT or END_OBJECT but found [VALUE_STRING]"
                 raise ESError(
-                    400,
-                    "illegal_argument_exception",
-                    f"Malformed action/metadata line [{line_no}], expected START_OBJECT or END_OBJECT but "
-                    f"found [{'VALUE_STRING' if not isinstance(action, dict) else 'FIELD_NAME'}]",
+                    400, "illegal_argument_exception", f"Malformed action/metadata line [{line_no}], {detail}"
                 )
             kind, meta = next(iter(action.items()))
             if kind not in ("index", "create", "update", "delete"):
@@ -1620,8 +1586,7 @@ class Cluster:
                 raise ESError(
                     400,
                     "illegal_argument_exception",
-                    f"Malformed action/metadata line [{line_no}], expected START_OBJECT but found "
-                    f"[VALUE_STRING]",
+                    f"Malformed action/metadata line [{line_no}], expected START_OBJECT but found [VALUE_STRING]",
                 )
             for key in meta:
                 if key not in (
@@ -1639,6 +1604,7 @@ class Cluster:
                     "dynamic_templates",
                     "list_executed_pipelines",
                     "require_data_stream",
+                    "skip_pipeline",
                     "op_type",
                 ):
                     raise ESError(
@@ -1663,16 +1629,12 @@ class Cluster:
                     doc = json.loads(lines[i])
                 except json.JSONDecodeError as exc:
                     # ES fails the whole request on a malformed source line.
-                    raise ESError(
-                        400, "x_content_parse_exception", f"[{line_no + 1}:{exc.colno}] {exc.msg}"
-                    ) from None
+                    raise ESError(400, "x_content_parse_exception", f"[{line_no + 1}:{exc.colno}] {exc.msg}") from None
                 i += 1
                 line_no += 1
             ops.append((kind, meta, doc))
         if not ops:
-            raise ESError(
-                400, "action_request_validation_exception", "Validation Failed: 1: no requests added;"
-            )
+            raise ESError(400, "action_request_validation_exception", "Validation Failed: 1: no requests added;")
         if self.faults.take_bulk_request():
             raise rejected_execution()
         refresh = params.get("refresh")
@@ -1680,6 +1642,7 @@ class Cluster:
         request_require_alias = params.get("require_alias") == "true"
         items = []
         errors = False
+        ingest_stats: dict[str, float] = {}
         touched: set[str] = set()
         for kind, meta, doc in ops:
             target = meta.get("_index", default_index)
@@ -1687,9 +1650,7 @@ class Cluster:
             doc_id = None if doc_id is None else str(doc_id)
             if self.faults.take_bulk_item():
                 err = rejected_execution()
-                items.append(
-                    {kind: {"_index": target, "_id": doc_id, "status": 429, "error": err.error_object()}}
-                )
+                items.append({kind: {"_index": target, "_id": doc_id, "status": 429, "error": err.error_object()}})
                 errors = True
                 continue
             try:
@@ -1702,7 +1663,8 @@ class Cluster:
                     target,
                     doc_id,
                     doc,
-                    pipeline=meta.get("pipeline", request_pipeline),
+                    pipeline="_none" if meta.get("skip_pipeline") is True else meta.get("pipeline", request_pipeline),
+                    ingest_stats=ingest_stats,
                     require_alias=bool(meta.get("require_alias", request_require_alias)),
                     if_seq_no=meta.get("if_seq_no"),
                     if_primary_term=meta.get("if_primary_term"),
@@ -1738,7 +1700,11 @@ class Cluster:
                     if "error" not in body and body.get("result") != "noop":
                         body["forced_refresh"] = True
         took = int((time.monotonic() - started) * 1000)
-        return {"errors": errors, "took": took, "items": items}
+        out: dict[str, Any] = {"errors": errors, "took": took}
+        if ingest_stats:
+            out["ingest_took"] = int(ingest_stats["ms"])
+        out["items"] = items
+        return out
 
     # ---------------------------------------------------------------------------------------- license
     def license_body(self) -> dict[str, Any]:
@@ -1826,9 +1792,7 @@ class Cluster:
                     self.ml_memory_bytes = int(value)
                 elif key == "license":
                     if value not in LICENSE_TYPES:
-                        raise ESError(
-                            400, "illegal_argument_exception", f"license must be one of {LICENSE_TYPES}"
-                        )
+                        raise ESError(400, "illegal_argument_exception", f"license must be one of {LICENSE_TYPES}")
                     self.license_type = value
                     self.trial_used = self.trial_used or value == "trial"
                 else:
@@ -1852,8 +1816,7 @@ class Cluster:
             indices = self.resolve(expression) if expression else list(self.indices.values())
             status = "green"
             if any(
-                i.replicas() > 0 and i.settings.get("index.auto_expand_replicas") in (None, "false")
-                for i in indices
+                i.replicas() > 0 and i.settings.get("index.auto_expand_replicas") in (None, "false") for i in indices
             ):
                 status = "yellow"
             primaries = sum(int(i.settings.get("index.number_of_shards", "1")) for i in indices)

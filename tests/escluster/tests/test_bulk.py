@@ -60,9 +60,7 @@ def test_bulk_actions_and_response_shape(escluster, es):
     assert set(r.body) == {"took", "errors", "items"} and r.body["errors"] is False
     items = r.body["items"]
     first = items[0]["index"]
-    assert {"_index", "_id", "_version", "result", "_shards", "_seq_no", "_primary_term", "status"} <= set(
-        first
-    )
+    assert {"_index", "_id", "_version", "result", "_shards", "_seq_no", "_primary_term", "status"} <= set(first)
     assert (first["result"], first["status"], first["_version"]) == ("created", 201, 1)
     assert items[1]["create"]["status"] == 201
     auto_id = items[2]["index"]["_id"]
@@ -85,9 +83,7 @@ def test_bulk_with_index_in_path_and_create_conflict(escluster):
     assert ok["_index"] == "a" and ok["status"] == 201
     assert conflict["status"] == 409
     assert conflict["error"]["type"] == "version_conflict_engine_exception"
-    assert (
-        conflict["error"]["reason"] == "[1]: version conflict, document already exists (current version [1])"
-    )
+    assert conflict["error"]["reason"] == "[1]: version conflict, document already exists (current version [1])"
 
 
 def test_bulk_validation_error_fails_only_that_item(escluster, es):
@@ -156,10 +152,7 @@ def test_doc_apis(es, escluster):
 
 def test_helpers_bulk_thousand_vectors(es):
     es.indices.create(index="img", mappings={"properties": {"v": {"type": "dense_vector", "dims": 512}}})
-    actions = (
-        {"_index": "img", "_id": str(i), "v": [random.uniform(-1, 1) for _ in range(512)]}
-        for i in range(1000)
-    )
+    actions = ({"_index": "img", "_id": str(i), "v": [random.uniform(-1, 1) for _ in range(512)]} for i in range(1000))
     ok, errors = helpers.bulk(es, actions, chunk_size=500, refresh=True)
     assert (ok, errors) == (1000, [])
     assert es.count(index="img")["count"] == 1000
@@ -170,9 +163,7 @@ def test_streaming_bulk_retries_injected_item_429s(es, escluster):
     actions = ({"_index": "a", "_id": str(i), "n": i} for i in range(40))
     # The client retries item-level 429s only with raise_on_error=False (it raises on the chunk otherwise).
     results = list(
-        helpers.streaming_bulk(
-            es, actions, chunk_size=10, max_retries=5, initial_backoff=0.01, raise_on_error=False
-        )
+        helpers.streaming_bulk(es, actions, chunk_size=10, max_retries=5, initial_backoff=0.01, raise_on_error=False)
     )
     assert all(ok for ok, _ in results) and len(results) == 40
     es.indices.refresh(index="a")
@@ -186,9 +177,7 @@ def test_injected_item_429_shape(escluster):
         escluster.url,
         "POST",
         "/_bulk",
-        ndjson(
-            {"index": {"_index": "a", "_id": "1"}}, {"x": 1}, {"index": {"_index": "a", "_id": "2"}}, {"x": 2}
-        ),
+        ndjson({"index": {"_index": "a", "_id": "1"}}, {"x": 1}, {"index": {"_index": "a", "_id": "2"}}, {"x": 2}),
         ndjson=True,
     )
     assert r.status == 200 and r.body["errors"] is True
@@ -203,9 +192,7 @@ def test_whole_bulk_request_429_and_client_retry(escluster, es):
     assert r.status == 429 and r.body["error"]["type"] == "es_rejected_execution_exception"
     call(escluster.url, "POST", "/_test/faults", {"bulk_429_requests": 2})
     results = list(
-        helpers.streaming_bulk(
-            es, ({"_index": "a", "x": i} for i in range(3)), max_retries=5, initial_backoff=0.01
-        )
+        helpers.streaming_bulk(es, ({"_index": "a", "x": i} for i in range(3)), max_retries=5, initial_backoff=0.01)
     )
     assert len(results) == 3 and all(ok for ok, _ in results)
 
@@ -255,3 +242,18 @@ def test_client_surfaces_fail_requests_as_api_error(escluster):
     with pytest.raises(ApiError) as info:
         Elasticsearch(escluster.url, max_retries=0).license.get()
     assert info.value.meta.status == 500
+
+
+def test_empty_action_line(escluster):
+    body = '{"index": {"_index": "t", "_id": "1"}}\n{"f1": "v1"}\n{}\n'
+    r = call(escluster.url, "POST", "/_bulk", body, headers={"Content-Type": "application/json"})
+    assert r.status == 400
+    assert r.body["error"]["reason"] == "Malformed action/metadata line [3], expected FIELD_NAME but found [END_OBJECT]"
+
+
+def test_empty_id_fails_item(escluster):
+    body = ndjson({"index": {"_index": "t", "_id": ""}}, {"f": 1}, {"index": {"_index": "t"}}, {"f": 2})
+    items = call(escluster.url, "POST", "/_bulk", body, ndjson=True).body["items"]
+    assert items[0]["index"]["status"] == 400
+    assert items[0]["index"]["error"]["reason"] == "if _id is specified it must not be empty"
+    assert items[1]["index"]["result"] == "created"

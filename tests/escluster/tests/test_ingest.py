@@ -351,9 +351,7 @@ def test_inference_errors_fail_item_or_run_on_failure(es, escluster, fake_ml):
                     "inference": {
                         "model_id": "clip",
                         "input_output": [{"input_field": "caption", "output_field": "v"}],
-                        "on_failure": [
-                            {"set": {"field": "failed", "value": "{{_ingest.on_failure_message}}"}}
-                        ],
+                        "on_failure": [{"set": {"field": "failed", "value": "{{_ingest.on_failure_message}}"}}],
                     }
                 }
             ]
@@ -378,9 +376,7 @@ def test_inference_errors_fail_item_or_run_on_failure(es, escluster, fake_ml):
 
 def test_simulate_by_id_and_inline(es, escluster):
     put(escluster.url, "p", {"processors": [{"uppercase": {"field": "a"}}]})
-    res = es.ingest.simulate(
-        id="p", docs=[{"_source": {"a": "x"}}, {"_index": "i", "_id": "7", "_source": {"a": 1}}]
-    )
+    res = es.ingest.simulate(id="p", docs=[{"_source": {"a": "x"}}, {"_index": "i", "_id": "7", "_source": {"a": 1}}])
     ok, bad = res["docs"]
     doc = ok["doc"]
     assert doc["_source"] == {"a": "X"}
@@ -388,9 +384,115 @@ def test_simulate_by_id_and_inline(es, escluster):
     assert "timestamp" in doc["_ingest"]
     assert bad["error"]["type"] == "illegal_argument_exception"
     assert bad["error"]["root_cause"][0]["type"] == "illegal_argument_exception"
-    inline = es.ingest.simulate(
-        pipeline={"processors": [{"set": {"field": "b", "value": 2}}]}, docs=[{"_source": {}}]
-    )
+    inline = es.ingest.simulate(pipeline={"processors": [{"set": {"field": "b", "value": 2}}]}, docs=[{"_source": {}}])
     assert inline["docs"][0]["doc"]["_source"] == {"b": 2}
     r = call(escluster.url, "POST", "/_ingest/pipeline/_simulate", {"pipeline": {"processors": []}})
     assert r.status == 400 and r.body["error"]["type"] == "parse_exception"
+
+
+def test_empty_pipeline_on_failure_names_the_pipeline(escluster):
+    r = put(escluster.url, "my_pipeline", {"processors": [{"set": {"field": "a", "value": 1}}], "on_failure": []})
+    assert r.status == 400
+    assert r.body["error"]["reason"] == "pipeline [my_pipeline] cannot have an empty on_failure option defined"
+    r = put(escluster.url, "p", {"processors": [{"set": {"tag": "fritag"}}]})
+    root = r.body["error"]["root_cause"][0]
+    assert (root["processor_tag"], root["processor_type"], root["property_name"]) == ("fritag", "set", "field")
+
+
+def test_if_conditions(es, escluster):
+    put(
+        escluster.url,
+        "p",
+        {
+            "processors": [
+                {"set": {"field": "photo", "value": True, "if": "ctx.kind == 'photo'"}},
+                {
+                    "set": {
+                        "field": "has_url",
+                        "value": True,
+                        "if": "ctx?.meta?.url != null && !ctx.containsKey('skip')",
+                    }
+                },
+                {"set": {"field": "never", "value": True, "if": "ctx.kind == 'video' || ctx.n > 5"}},
+            ]
+        },
+    )
+    es.index(index="a", id="1", pipeline="p", document={"kind": "photo", "meta": {"url": "u"}, "n": 1})
+    es.index(index="a", id="2", pipeline="p", document={"kind": "text", "skip": 1, "meta": {"url": "u"}, "n": 2})
+    assert es.get(index="a", id="1")["_source"]["photo"] is True
+    assert es.get(index="a", id="1")["_source"]["has_url"] is True
+    assert "never" not in es.get(index="a", id="1")["_source"]
+    assert set(es.get(index="a", id="2")["_source"]) == {"kind", "skip", "meta", "n"}
+
+
+def test_date_processor_and_pipeline_on_failure(es, escluster):
+    put(
+        escluster.url,
+        "p",
+        {
+            "processors": [
+                {"set": {"field": "_executed", "value": True}},
+                {"date": {"field": "date", "target_field": "date", "formats": ["yyyy"]}},
+                {"uppercase": {"field": "field1"}},
+            ],
+            "on_failure": [{"set": {"field": "_failed", "value": True}}],
+        },
+    )
+    es.index(index="t", id="1", pipeline="p", document={"field1": "value1"})
+    assert es.get(index="t", id="1")["_source"] == {"field1": "value1", "_executed": True, "_failed": True}
+    es.index(index="t", id="2", pipeline="p", document={"field1": "v", "date": "2016"})
+    assert es.get(index="t", id="2")["_source"]["date"] == "2016-01-01T00:00:00.000Z"
+    put(escluster.url, "iso", {"processors": [{"date": {"field": "d", "formats": ["ISO8601", "UNIX"]}}]})
+    es.index(index="t", id="3", pipeline="iso", document={"d": 0})
+    assert es.get(index="t", id="3")["_source"]["@timestamp"] == "1970-01-01T00:00:00.000Z"
+
+
+def test_simulate_verbose(es, escluster):
+    res = es.ingest.simulate(
+        verbose=True,
+        pipeline={
+            "processors": [
+                {"set": {"tag": "s0", "field": "f2.value", "value": "_value"}},
+                {"uppercase": {"field": "f2.value"}},
+                {
+                    "rename": {
+                        "field": "missing",
+                        "target_field": "x",
+                        "on_failure": [{"set": {"field": "r", "value": 1}}],
+                    }
+                },
+                {"fail": {"message": "m", "ignore_failure": True}},
+            ]
+        },
+        docs=[{"_index": "index", "_id": "id", "_source": {"foo": "bar"}}],
+    )
+    results = res["docs"][0]["processor_results"]
+    assert [(r["processor_type"], r["status"]) for r in results] == [
+        ("set", "success"),
+        ("uppercase", "success"),
+        ("rename", "error"),
+        ("set", "success"),
+        ("fail", "error_ignored"),
+    ]
+    assert results[0]["tag"] == "s0"
+    assert results[1]["doc"]["_source"] == {"foo": "bar", "f2": {"value": "_VALUE"}}
+    assert results[1]["doc"]["_ingest"]["pipeline"] == "_simulate_pipeline"
+    assert set(results[1]["doc"]["_ingest"]) == {"pipeline", "timestamp"}
+    assert results[2]["error"]["type"] == "illegal_argument_exception"
+
+
+def test_bulk_reports_ingest_took_and_upsert_runs_pipeline(es, escluster):
+    put(escluster.url, "lower", {"processors": [{"lowercase": {"field": "my_field"}}]})
+    res = es.bulk(
+        refresh=True,
+        operations=[
+            {"update": {"_id": "1", "_index": "t", "pipeline": "lower"}},
+            {"upsert": {"my_field": "UPPER"}, "script": {"source": "ctx._source.my_field = 'x'"}},
+            {"index": {"_index": "t", "_id": "2", "pipeline": "lower", "skip_pipeline": True}},
+            {"my_field": "KEEP"},
+        ],
+    )
+    assert res["errors"] is False and res["ingest_took"] >= 0
+    assert res["items"][0]["update"]["result"] == "created"
+    assert es.get(index="t", id="1")["_source"] == {"my_field": "upper"}
+    assert es.get(index="t", id="2")["_source"] == {"my_field": "KEEP"}
