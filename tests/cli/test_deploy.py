@@ -17,12 +17,14 @@ from toolkit.settings import load_settings
 from toolkit.textmodel import deployment, get_model, trace, upload
 
 runner = CliRunner()
+ENV_VARS = ("ES_URL", "ES_API_KEY", "ES_USERNAME", "ES_PASSWORD", "ES_CA_CERTS", "ES_VERIFY_CERTS", "TOOLKIT_CONFIG")
+# Read before the isolation fixture clears them: the real-cluster test needs the user's connection.
+REAL_ENV = {var: os.environ[var] for var in ENV_VARS if os.environ.get(var)}
 
 
 @pytest.fixture(autouse=True)
 def isolated(monkeypatch, tmp_path):
-    for var in ("ES_URL", "ES_API_KEY", "ES_USERNAME", "ES_PASSWORD", "ES_CA_CERTS", "ES_VERIFY_CERTS",
-                "TOOLKIT_CONFIG"):
+    for var in ENV_VARS:
         monkeypatch.delenv(var, raising=False)
     monkeypatch.chdir(tmp_path)
 
@@ -56,6 +58,7 @@ def test_deploy_again_replace_undeploy_delete(escluster):
     assert report["parity"]["min_cosine"] >= 0.9999 and report["parity"]["dims"] == 512
     assert {p["language"] for p in report["parity"]["probes"]} >= {"en", "zh", "de", "ru", "ar", "ja"}
     assert report["devtools"].startswith("POST _ml/trained_models/tiny-text/_infer")
+    assert not any("tracing with torch" in w for w in report["warnings"])  # nothing was traced
 
     replaced = deploy(escluster.url, "--replace", "--skip-parity", "--json")
     assert replaced.exit_code == 0, replaced.output
@@ -141,7 +144,8 @@ def test_a_mismatched_deployment_fails_parity_naming_the_cause(escluster, tmp_pa
 @pytest.mark.real_cluster
 @pytest.mark.skipif(not os.environ.get("ES_URL"), reason="needs a real Elasticsearch at ES_URL")
 def test_real_cluster_deploys_the_default_model_with_parity(monkeypatch):
-    monkeypatch.setenv("ES_URL", os.environ["ES_URL"])
+    for var, value in REAL_ENV.items():
+        monkeypatch.setenv(var, value)
     result = runner.invoke(app, ["deploy-model", "--model-id", "toolkit-test-clip-text", "--replace", "--json",
                                  "--timeout", "900"])
     try:

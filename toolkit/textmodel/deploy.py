@@ -66,6 +66,8 @@ class PreflightResult:
     libtorch: str | None
     capacity: MLCapacity
     warnings: list[str] = field(default_factory=list)
+    torch_warning: str | None = None
+    """Only relevant when the model gets traced; ``deploy`` reports it then."""
 
 
 @dataclass
@@ -189,12 +191,8 @@ def preflight(client: Elasticsearch, settings: Settings) -> PreflightResult:
             hint="start a 30-day trial: POST _license/start_trial?acknowledge=true (or upgrade the license)")
     capacity = ml_capacity(client)
     require_ml_capacity(capacity, 0)
-    warnings = []
-    warning = torch_warning(local_torch_version(), facts.libtorch)
-    if warning:
-        warnings.append(warning)
     return PreflightResult(version=facts.version, license_type=facts.license_type, libtorch=facts.libtorch,
-                           capacity=capacity, warnings=warnings)
+                           capacity=capacity, torch_warning=torch_warning(local_torch_version(), facts.libtorch))
 
 
 def _template_dims(settings: Settings, warnings: list[str]) -> int | None:
@@ -282,6 +280,8 @@ def deploy(client: Elasticsearch, settings: Settings, *, replace: bool = False, 
         state = _upload_and_start(client, settings, src, options, pre.capacity, replace=existing is not None,
                                   progress=progress)
         action = "replaced" if existing is not None else "uploaded"
+        if pre.torch_warning:
+            warnings.append(pre.torch_warning)
 
     report = DeployReport(model_id=model_id, deployment_id=deployment_id, action=action, source=src.source,
                           revision=src.revision, state=state, parity_skipped=skip_parity, warnings=warnings,

@@ -67,6 +67,9 @@ class DeploymentState:
             return False
         if self.allocation_state == "fully_allocated":
             return True
+        if self.target_allocation_count == 0 and self.adaptive_allocations:
+            # Adaptive allocations with a minimum of 0 may scale to zero: started is all there is to wait for.
+            return True
         return self.target_allocation_count > 0 and self.allocation_count >= self.target_allocation_count
 
     def describe(self) -> str:
