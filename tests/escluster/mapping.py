@@ -225,7 +225,7 @@ def _normalize_properties(props: Any, prefix: str) -> dict[str, Any]:
     for name, spec in props.items():
         full = f"{prefix}{name}"
         if not name or name.strip() == "":
-            raise mapping_error("field name cannot be an empty string", "mapper_parsing_exception")
+            raise mapping_error("field name cannot be an empty string")
         if not isinstance(spec, dict):
             raise mapping_error(
                 f"Expected map for property [fields] on field [{name}] but got a class java.lang.String",

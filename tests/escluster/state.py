@@ -318,6 +318,13 @@ def validate_settings(flat: dict[str, Any]) -> None:
                 )
         if key == "index.refresh_interval" and value is not None:
             parse_time_s(value)
+        if key == "index.soft_deletes.enabled" and value == "false":
+            raise ESError(
+                400,
+                "illegal_argument_exception",
+                "Creating indices with soft-deletes disabled is no longer supported. Please do not specify a "
+                "value for setting [index.soft_deletes.enabled].",
+            )
 
 
 def validate_index_name(name: str, *, what: str = "index") -> None:
@@ -749,6 +756,7 @@ class Cluster:
         if "aliases" in template:
             for alias in template["aliases"] or {}:
                 validate_index_name(alias)
+            out["aliases"] = {a: _alias_spec(spec or {}) for a, spec in (template["aliases"] or {}).items()}
         return out
 
     def _render_template_body(self, template: dict[str, Any]) -> dict[str, Any]:
@@ -1129,7 +1137,7 @@ class Cluster:
                 seen.update(aliases)
                 if aliases or not patterns:
                     out[idx.name] = {"aliases": aliases}
-            missing = [p for p in patterns if "*" not in p and p != "_all" and p not in seen]
+            missing = sorted(p for p in patterns if "*" not in p and p != "_all" and p not in seen)
             if missing:
                 body: dict[str, Any] = {"error": f"alias [{','.join(missing)}] missing", "status": 404}
                 if len(missing) > 1:
