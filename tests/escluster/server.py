@@ -11,6 +11,7 @@ Example::
 
 from __future__ import annotations
 
+import copy
 import fnmatch
 import gzip
 import json
@@ -24,7 +25,7 @@ from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from .errors import ESError
-from .state import Cluster
+from .state import Cluster, nest_settings
 
 Handler = Callable[..., Any]
 _COMPAT = re.compile(r"compatible-with\s*=\s*(\d+)")
@@ -172,9 +173,7 @@ def build_router(cluster: Cluster) -> Router:
             memory = {"total_in_bytes": c.ml_memory_bytes, "free_in_bytes": c.ml_memory_bytes // 2}
             heap = {"heap_max_in_bytes": c.ml_memory_bytes // 2}
             if stats:
-                node.update(
-                    {"timestamp": int(time.time() * 1000), "os": {"mem": memory}, "jvm": {"mem": heap}}
-                )
+                node.update({"timestamp": int(time.time() * 1000), "os": {"mem": memory}, "jvm": {"mem": heap}})
             else:
                 node.update(
                     {
@@ -252,9 +251,7 @@ def build_router(cluster: Cluster) -> Router:
     r.add("GET", "/_settings", lambda req: c.get_settings(None, None, req.params))
     r.add("GET", "/_settings/{name}", lambda req, name: c.get_settings(None, name, req.params))
     r.add("GET", "/{index}/_settings", lambda req, index: c.get_settings(index, None, req.params))
-    r.add(
-        "GET", "/{index}/_settings/{name}", lambda req, index, name: c.get_settings(index, name, req.params)
-    )
+    r.add("GET", "/{index}/_settings/{name}", lambda req, index, name: c.get_settings(index, name, req.params))
     r.add("PUT", "/_settings", lambda req: c.put_settings(None, req.require_body()))
     r.add("PUT", "/{index}/_settings", lambda req, index: c.put_settings(index, req.require_body()))
 
@@ -338,9 +335,7 @@ def build_router(cluster: Cluster) -> Router:
         op = "create" if create or req.params.get("op_type") == "create" else "index"
         body = req.body()
         if body is None:
-            raise ESError(
-                400, "action_request_validation_exception", "Validation Failed: 1: source is missing;"
-            )
+            raise ESError(400, "action_request_validation_exception", "Validation Failed: 1: source is missing;")
         return c.write(
             op,
             index,
@@ -416,6 +411,190 @@ def build_router(cluster: Cluster) -> Router:
     r.add("GET,POST", "/_count", do_count)
     r.add("GET,POST", "/{index}/_count", do_count)
 
+    # -- cluster state, stats, cat, mget, delete_by_query
+    def cluster_state(req: Request, metric: str | None = None, index: str | None = None) -> Any:
+        with c.lock:
+            indices = c.resolve(index) if index else [c.indices[n] for n in sorted(c.indices)]
+            nodes = {
+                n["id"]: {
+                    "name": n["name"],
+                    "transport_address": "127.0.0.1:9300",
+                    "roles": n["roles"],
+                    "attributes": n["attributes"],
+                }
+                for n in c.nodes()
+            }
+            metadata = {
+                "cluster_uuid": c.cluster_uuid,
+                "indices": {
+                    i.name: {
+                        "state": "open",
+                        "settings": nest_settings(i.settings),
+                        "mappings": {"_doc": copy.deepcopy(i.mappings)} if i.mappings else {},
+                        "aliases": sorted(i.aliases),
+                    }
+                    for i in indices
+                },
+                "index_template": {"index_template": copy.deepcopy(c.index_templates)},
+                "component_template": {"component_template": copy.deepcopy(c.component_templates)},
+                "ingest": {"pipeline": [{"id": k, "config": v} for k, v in c.pipelines.items()]},
+            }
+            return {
+                "cluster_name": c.cluster_name,
+                "cluster_uuid": c.cluster_uuid,
+                "master_node": c.nodes()[0]["id"],
+                "nodes": nodes,
+                "metadata": metadata,
+            }
+
+    r.add("GET", "/_cluster/state", cluster_state)
+    r.add("GET", "/_cluster/state/{metric}", cluster_state)
+    r.add("GET", "/_cluster/state/{metric}/{index}", cluster_state)
+
+    def stats(req: Request, index: str | None = None, metric: str | None = None) -> Any:
+        with c.lock:
+            indices = c.resolve(index)
+            per = {}
+            total = 0
+            for i in indices:
+                docs = {"count": len(i.docs), "deleted": 0}
+                total += len(i.docs)
+                per[i.name] = {
+                    "uuid": i.uuid,
+                    "health": "yellow" if i.replicas() else "green",
+                    "status": "open",
+                    "primaries": {"docs": docs},
+                    "total": {"docs": dict(docs)},
+                }
+            shards = {"total": sum(1 + i.replicas() for i in indices), "successful": len(indices), "failed": 0}
+            return {
+                "_shards": shards,
+                "_all": {
+                    "primaries": {"docs": {"count": total, "deleted": 0}},
+                    "total": {"docs": {"count": total, "deleted": 0}},
+                },
+                "indices": per,
+            }
+
+    r.add("GET", "/_stats", stats)
+    r.add("GET", "/_stats/{metric}", lambda req, metric: stats(req, None, metric))
+    r.add("GET", "/{index}/_stats", stats)
+    r.add("GET", "/{index}/_stats/{metric}", stats)
+
+    def cat_indices(req: Request, index: str | None = None) -> Any:
+        with c.lock:
+            rows = []
+            for i in c.resolve(index):
+                rows.append(
+                    {
+                        "health": "yellow" if i.replicas() else "green",
+                        "status": "open",
+                        "index": i.name,
+                        "uuid": i.uuid,
+                        "pri": i.settings.get("index.number_of_shards", "1"),
+                        "rep": str(i.replicas()),
+                        "docs.count": str(len(i.docs)),
+                        "docs.deleted": "0",
+                        "store.size": "1kb",
+                        "pri.store.size": "1kb",
+                        "dataset.size": "1kb",
+                    }
+                )
+        return _cat(req, rows)
+
+    def cat_health(req: Request) -> Any:
+        h = c.health(None)
+        row = {
+            "epoch": str(int(time.time())),
+            "timestamp": time.strftime("%H:%M:%S"),
+            "cluster": c.cluster_name,
+            "status": h["status"],
+            "node.total": str(h["number_of_nodes"]),
+            "node.data": str(h["number_of_data_nodes"]),
+            "shards": str(h["active_shards"]),
+            "pri": str(h["active_primary_shards"]),
+            "relo": "0",
+            "init": "0",
+            "unassign": str(h["unassigned_shards"]),
+            "unassign.pri": "0",
+            "pending_tasks": "0",
+            "max_task_wait_time": "-",
+            "active_shards_percent": f"{h['active_shards_percent_as_number']:.1f}%",
+        }
+        return _cat(req, [row])
+
+    r.add("GET", "/_cat/indices", cat_indices)
+    r.add("GET", "/_cat/indices/{index}", cat_indices)
+    r.add("GET", "/_cat/health", cat_health)
+
+    def mget(req: Request, index: str | None = None) -> Any:
+        body = req.require_body()
+        if not isinstance(body, dict):
+            raise ESError(400, "action_request_validation_exception", "Validation Failed: 1: no documents to get;")
+        specs = body.get("docs") or [{"_id": i} for i in body.get("ids") or []]
+        if not specs:
+            raise ESError(400, "action_request_validation_exception", "Validation Failed: 1: no documents to get;")
+        out = []
+        for spec in specs:
+            target = spec.get("_index", index)
+            doc_id = str(spec.get("_id"))
+            if target is None:
+                raise ESError(
+                    400, "action_request_validation_exception", "Validation Failed: 1: index is missing for doc 0;"
+                )
+            try:
+                _, got, rec, idx = c.get_doc(target, doc_id)
+            except ESError as exc:
+                out.append({"_index": target, "_id": doc_id, "error": exc.error_object()})
+                continue
+            if rec is not None:
+                source = _filter_doc_source(rec.source, req.params, idx, c.version)
+                if source is not None:
+                    got["_source"] = source
+            out.append(got)
+        return {"docs": out}
+
+    r.add("GET,POST", "/_mget", mget)
+    r.add("GET,POST", "/{index}/_mget", mget)
+
+    def delete_by_query(req: Request, index: str) -> Any:
+        from . import search as search_mod
+
+        started = time.monotonic()
+        body = req.require_body()
+        if not isinstance(body, dict) or "query" not in body:
+            raise ESError(400, "action_request_validation_exception", "Validation Failed: 1: query is missing;")
+        views = c.views(index, req.params)
+        found = search_mod.search(
+            views,
+            {"query": body["query"], "size": 10000, "_source": False, "track_total_hits": True},
+            {},
+            license_type=c.license_type,
+            embed_text=c.embed_text,
+        )
+        deleted = 0
+        for hit in found["hits"]["hits"]:
+            status, _ = c.write("delete", hit["_index"], hit["_id"], None)
+            deleted += status == 200
+        if req.params.get("refresh") == "true":
+            c.refresh(index, {})
+        return {
+            "took": int((time.monotonic() - started) * 1000),
+            "timed_out": False,
+            "total": len(found["hits"]["hits"]),
+            "deleted": deleted,
+            "batches": 1,
+            "version_conflicts": 0,
+            "noops": 0,
+            "retries": {"bulk": 0, "search": 0},
+            "throttled_millis": 0,
+            "requests_per_second": -1.0,
+            "throttled_until_millis": 0,
+            "failures": [],
+        }
+
+    r.add("POST", "/{index}/_delete_by_query", delete_by_query)
+
     # -- fault injection and run-time config (paths ES never uses)
     def faults(req: Request) -> Any:
         if req.method == "POST":
@@ -425,16 +604,36 @@ def build_router(cluster: Cluster) -> Router:
             c.faults.add(body)
         elif req.method == "DELETE":
             c.faults.clear()
-        return (
-            {"acknowledged": True, "pending": c.faults.describe()}
-            if req.method != "GET"
-            else c.faults.describe()
-        )
+        return {"acknowledged": True, "pending": c.faults.describe()} if req.method != "GET" else c.faults.describe()
 
     r.add("GET,POST,DELETE", "/_test/faults", faults)
     r.add("GET", "/_test/config", lambda req: c.config())
     r.add("POST,PUT", "/_test/config", lambda req: c.configure(req.require_body()))
     return r
+
+
+def _cat(req: Request, rows: list[dict[str, str]]) -> Any:
+    """``_cat`` output: JSON rows with ``format=json``, else an aligned text table (``v`` adds headers)."""
+    if req.params.get("format") == "json":
+        return rows
+    columns = list(rows[0]) if rows else []
+    if req.params.get("h"):
+        columns = [h for h in req.params["h"].split(",") if h]
+    table = [[str(row.get(col, "")) for col in columns] for row in rows]
+    if req.params.get("v") is not None:
+        table.insert(0, columns)
+    widths = [max((len(line[i]) for line in table), default=0) for i in range(len(columns))]
+    text = "".join(
+        " ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip() + "\n" for line in table
+    )
+    return _TextBody(text)
+
+
+class _TextBody:
+    """A ``text/plain`` response body (``_cat`` APIs)."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
 
 
 def _exists(fn: Callable[[], Any]) -> bool:
@@ -455,8 +654,7 @@ def _time_s(text: str) -> float:
     raise ESError(
         400,
         "illegal_argument_exception",
-        f"failed to parse setting [timeout] with value [{text}] as a time value: unit is missing or "
-        f"unrecognized",
+        f"failed to parse setting [timeout] with value [{text}] as a time value: unit is missing or unrecognized",
     )
 
 
@@ -489,9 +687,7 @@ def _filter(node: dict[str, Any], includes: list[str], excludes: list[str], pref
         path = prefix + key
         if any(fnmatch.fnmatchcase(path, e) for e in excludes):
             continue
-        included = not includes or any(
-            fnmatch.fnmatchcase(path, i) or i.startswith(path + ".") for i in includes
-        )
+        included = not includes or any(fnmatch.fnmatchcase(path, i) or i.startswith(path + ".") for i in includes)
         full_match = not includes or any(fnmatch.fnmatchcase(path, i) for i in includes)
         if not included:
             continue
@@ -737,8 +933,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
             raise ESError(
                 401,
                 "security_exception",
-                "unable to authenticate with provided credentials and anonymous access is not allowed for "
-                "this request",
+                "unable to authenticate with provided credentials and anonymous access is not allowed for this request",
                 additional_unsuccessful_credentials="API key: invalid API key",
                 header={"WWW-Authenticate": ['Basic realm="security", charset="UTF-8"', "ApiKey"]},
             )
@@ -749,9 +944,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
             ml = self.server.cluster.ml
             if ml is None:
                 raise self._no_handler(req)
-            status, body = ml.handle(
-                req.method if req.method != "HEAD" else "GET", parts[1:], req.params, req.body()
-            )
+            status, body = ml.handle(req.method if req.method != "HEAD" else "GET", parts[1:], req.params, req.body())
             return status, body
         handler, values, allowed = self.server.router.match(req.method, parts)
         if handler is None:
@@ -785,7 +978,10 @@ class _RequestHandler(BaseHTTPRequestHandler):
             extra_headers["WWW-Authenticate"] = 'Basic realm="security", charset="UTF-8", ApiKey'
         if body is not None and params.get("filter_path") and isinstance(body, (dict, list)) and status < 400:
             body = apply_filter_path(body, params["filter_path"])
-        if body is None:
+        text_body = isinstance(body, _TextBody)
+        if text_body:
+            payload = body.text.encode("utf-8")
+        elif body is None:
             payload = b""
         else:
             indent = 2 if params.get("pretty") not in (None, "false") else None
@@ -799,6 +995,8 @@ class _RequestHandler(BaseHTTPRequestHandler):
             if isinstance(compat, int)
             else "application/json"
         )
+        if text_body:
+            ctype = "text/plain; charset=UTF-8"
         self.send_response(status)
         self.send_header("X-Elastic-Product", "Elasticsearch")
         self.send_header("Content-Type", ctype)

@@ -214,16 +214,12 @@ def test_index_template_with_components_and_priority(es):
     assert got["aliases"] == {"images": {}}
     # Auto-created indices get templates too.
     es.index(index="img-2", document={"tag": "x"})
-    assert es.indices.get_mapping(index="img-2")["img-2"]["mappings"]["properties"]["caption"] == {
-        "type": "text"
-    }
+    assert es.indices.get_mapping(index="img-2")["img-2"]["mappings"]["properties"]["caption"] == {"type": "text"}
 
 
 def test_template_get_exists_delete(es, escluster):
     es.cluster.put_component_template(name="c", template={"settings": {"number_of_replicas": 0}})
-    es.indices.put_index_template(
-        name="t", index_patterns="x-*", composed_of=["c"], version=3, _meta={"by": "toolkit"}
-    )
+    es.indices.put_index_template(name="t", index_patterns="x-*", composed_of=["c"], version=3, _meta={"by": "toolkit"})
     got = es.indices.get_index_template(name="t")["index_templates"][0]
     assert got["name"] == "t"
     assert got["index_template"]["index_patterns"] == ["x-*"]
@@ -243,9 +239,7 @@ def test_template_get_exists_delete(es, escluster):
 
 
 def test_template_validation(escluster):
-    r = call(
-        escluster.url, "PUT", "/_index_template/t", {"index_patterns": ["a*"], "composed_of": ["missing"]}
-    )
+    r = call(escluster.url, "PUT", "/_index_template/t", {"index_patterns": ["a*"], "composed_of": ["missing"]})
     assert r.status == 400 and r.body["error"]["type"] == "invalid_index_template_exception"
     r = call(escluster.url, "PUT", "/_index_template/t", {"template": {}})
     assert r.status == 400 and r.body["error"]["type"] == "action_request_validation_exception"
@@ -262,10 +256,7 @@ def test_template_validation(escluster):
     assert call(escluster.url, "PUT", "/_index_template/t1", {"index_patterns": ["a*"]}).status == 200
     same = call(escluster.url, "PUT", "/_index_template/t2", {"index_patterns": ["ab*"]})
     assert same.status == 400 and "same priority" in same.body["error"]["reason"]
-    assert (
-        call(escluster.url, "PUT", "/_index_template/t2", {"index_patterns": ["ab*"], "priority": 5}).status
-        == 200
-    )
+    assert call(escluster.url, "PUT", "/_index_template/t2", {"index_patterns": ["ab*"], "priority": 5}).status == 200
     r = call(escluster.url, "PUT", "/_index_template/t3", {"index_patterns": ["q*"], "bogus": 1})
     assert r.status == 400 and r.body["error"]["type"] == "x_content_parse_exception"
 
@@ -278,3 +269,27 @@ def test_count_with_query_is_delegated(es):
     )
     assert es.count(index="a")["count"] == 2
     assert es.count(index="a", query={"term": {"tag": "x"}})["count"] == 1
+
+
+def test_cat_stats_mget_delete_by_query(es):
+    es.indices.create(
+        index="a", settings={"number_of_replicas": 0}, mappings={"properties": {"t": {"type": "keyword"}}}
+    )
+    es.bulk(
+        refresh=True,
+        operations=[
+            {"index": {"_index": "a", "_id": "1"}},
+            {"t": "x"},
+            {"index": {"_index": "a", "_id": "2"}},
+            {"t": "y"},
+        ],
+    )
+    rows = es.cat.indices(index="a", format="json").body
+    assert rows[0]["index"] == "a" and rows[0]["docs.count"] == "2" and rows[0]["health"] == "green"
+    assert es.cat.indices(index="a", v=True).body.splitlines()[0].split()[:3] == ["health", "status", "index"]
+    assert es.indices.stats(index="a")["indices"]["a"]["primaries"]["docs"]["count"] == 2
+    docs = es.mget(index="a", ids=["1", "9"])["docs"]
+    assert docs[0]["_source"] == {"t": "x"} and docs[1] == {"_index": "a", "_id": "9", "found": False}
+    res = es.delete_by_query(index="a", query={"term": {"t": "x"}}, refresh=True)
+    assert (res["total"], res["deleted"], res["failures"]) == (1, 1, [])
+    assert es.count(index="a")["count"] == 1
