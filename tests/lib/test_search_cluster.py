@@ -259,3 +259,26 @@ def test_like_query_uses_the_stored_vector_and_leaves_the_doc_out(image_env):
     assert ids(filtered.result) == ["orange"]
     with pytest.raises(NotFound, match="no document"):
         s.search(settings=settings, like="purple", client=client)
+
+
+@pytest.mark.real_cluster
+@pytest.mark.skipif(not __import__("os").environ.get("ES_URL"), reason="needs a real Elasticsearch at ES_URL")
+def test_like_reads_vectors_from_a_real_cluster():
+    """9.2+ leaves vectors out of _source: the lookup must still get them (exclude_vectors: false)."""
+    import uuid
+
+    settings = load_settings(overrides={"index.alias": f"toolkit-test-{uuid.uuid4().hex[:8]}",
+                                        "index.image_dims": 4})
+    client = make_client(settings)
+    index = settings.index.alias
+    send(client, Request("PUT", index, body={"mappings": {"properties": {
+        "image_embedding": {"type": "dense_vector", "dims": 4, "similarity": "cosine"}}}}))
+    try:
+        for doc_id, vector in {"a": [1, 0, 0, 0], "b": [0.9, 0.1, 0, 0], "c": [0, 1, 0, 0]}.items():
+            send(client, Request("PUT", f"{index}/_doc/{doc_id}", body={"image_embedding": vector},
+                                 params={"refresh": "true"}))
+        outcome = s.search(settings=settings, like="a", client=client, options=s.SearchOptions(k=2))
+        assert ids(outcome.result) == ["b", "c"]
+        assert "image_embedding" not in outcome.result.hits[0].source
+    finally:
+        send(client, Request("DELETE", index))
