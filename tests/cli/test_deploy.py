@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import re
 
 import pytest
 from typer.testing import CliRunner
@@ -116,6 +117,11 @@ def test_license_and_ml_node_fail_before_tracing(escluster_factory, monkeypatch)
     assert result2.exit_code == MLNodeError.exit_code, result2.output
     assert "no ML node" in result2.output
     assert result.exit_code != result2.exit_code
+
+    small = escluster_factory(ml_memory_bytes=100 * 1024**2)
+    result3 = deploy(small.url)
+    assert result3.exit_code == MLNodeError.exit_code, result3.output
+    assert re.search(r"the model needs about 24\d MB .* allowance is 100 MB", result3.output)
 
 
 def test_another_model_under_the_id_needs_replace(escluster):

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import base64
 import json
+import shutil
 
 import pytest
 
 from tests.models import tiny_text_model
 from tests.models.text import build_tiny_text_model
 from toolkit.cluster import make_client
-from toolkit.errors import ModelError, NotFound, ParityError, ValidationError
+from toolkit.errors import ModelError, NotFound, ParityError, RequestFailed, ValidationError
 from toolkit.settings import load_settings
 from toolkit.textmodel import (
     StartOptions,
@@ -225,3 +226,15 @@ def test_start_without_definition_says_replace(escluster, traced):
     with pytest.raises(NotFound) as info:
         start(client, "half", StartOptions(deployment_id="half"))
     assert "--replace" in info.value.hint
+
+
+def test_a_model_the_cluster_cannot_load_fails_to_start_with_a_hint(escluster, traced, tmp_path):
+    client = make_client(settings_with(**{"elasticsearch.url": escluster.url}))
+    folder = tmp_path / "broken"
+    shutil.copytree(traced.model_path.parent, folder)
+    broken = load_traced(folder)
+    broken.model_path.write_bytes(b"not TorchScript" * 100)
+    upload(client, broken, "broken")
+    with pytest.raises(RequestFailed) as info:
+        start(client, "broken", StartOptions(deployment_id="broken"), timeout=10)
+    assert "torch" in info.value.hint and "--replace" in info.value.hint

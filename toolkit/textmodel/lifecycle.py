@@ -195,6 +195,9 @@ def start(client: Elasticsearch, model_id: str, options: StartOptions, *, timeou
             hint = "stop it (toolkit undeploy) or choose another --deployment-id"
         elif "definition" in reason or "truncated" in reason:
             hint = "the upload is incomplete: toolkit deploy-model --replace"
+        elif "load" in reason or "pytorch" in reason:
+            hint = ("the cluster cannot load the traced model: trace with the torch version of the "
+                    "cluster's libtorch (pip install torch==<libtorch>), then toolkit deploy-model --replace")
         else:
             hint = exc.hint
         raise RequestFailed(exc.message, status=exc.status, error_type=exc.error_type, reason=exc.reason,
