@@ -326,6 +326,8 @@ def build_router(cluster: Cluster) -> Router:
 
     # -- documents
     def bulk(req: Request, index: str | None = None) -> Any:
+        if not req.raw:
+            raise ESError(400, "parse_exception", "request body is required")
         return c.bulk(index, req.raw, req.params)
 
     r.add("POST,PUT", "/_bulk", bulk)
@@ -333,9 +335,7 @@ def build_router(cluster: Cluster) -> Router:
 
     def index_doc(req: Request, index: str, id: str | None = None, create: bool = False) -> Any:
         op = "create" if create or req.params.get("op_type") == "create" else "index"
-        body = req.body()
-        if body is None:
-            raise ESError(400, "action_request_validation_exception", "Validation Failed: 1: source is missing;")
+        body = req.require_body()
         return c.write(
             op,
             index,

@@ -1185,7 +1185,8 @@ class Cluster:
         """``GET _ingest/pipeline[/<id>]``; a missing id is 404 with ``{}`` as ES answers."""
         with self.lock:
             if not pipeline_id or pipeline_id in ("*", "_all"):
-                return 200, copy.deepcopy(self.pipelines)
+                # ES answers 404 (with an empty object) when no pipeline exists at all.
+                return (200 if self.pipelines else 404), copy.deepcopy(self.pipelines)
             out = {}
             for part in pipeline_id.split(","):
                 for pid in sorted(self.pipelines):
