@@ -147,7 +147,7 @@ def build_router(cluster: Cluster) -> Router:
             raise ESError(400, "illegal_argument_exception", f"unknown cluster health status [{wait}]")
         deadline = time.monotonic() + timeout
         while True:
-            body = c.health(index)
+            body = c.health(index, req.params.get("level", "cluster"))
             if wait is None or order[body["status"]] <= order[wait]:
                 return body
             if time.monotonic() >= deadline:
@@ -243,6 +243,8 @@ def build_router(cluster: Cluster) -> Router:
     r.add("GET", "/{index}", get_index)
     r.add("HEAD", "/{index}", head_index)
     r.add("DELETE", "/{index}", lambda req, index: c.delete_index(index, req.params))
+    r.add("POST", "/{index}/_close", lambda req, index: c.close_index(index))
+    r.add("POST", "/{index}/_open", lambda req, index: c.open_index(index))
     r.add("GET,POST", "/_refresh", lambda req: c.refresh(None, req.params))
     r.add("GET,POST", "/{index}/_refresh", lambda req, index: c.refresh(index, req.params))
     r.add("GET", "/_mapping", lambda req: c.get_mapping(None, req.params))

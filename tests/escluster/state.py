@@ -183,6 +183,7 @@ class Index:
         self.docs: dict[str, DocRecord] = {}
         self.searchable: dict[str, dict[str, Any]] = {}
         self.seq_no = -1
+        self.closed = False
         self.dirty = False
         self.last_refresh = time.monotonic()
 
@@ -471,6 +472,11 @@ def _fault_type(status: int) -> str:
     }.get(status, "status_exception")
 
 
+def closed_index(idx: Index) -> ESError:
+    """The 400 ES answers for reads and writes on a closed index."""
+    return ESError(400, "index_closed_exception", "closed", index_uuid=idx.uuid, index=idx.name)
+
+
 def rejected_execution() -> ESError:
     """The 429 ES answers when the write thread pool queue is full."""
     return ESError(
@@ -621,7 +627,30 @@ class Cluster:
                 ignore_unavailable=params.get("ignore_unavailable") == "true",
                 allow_no_indices=params.get("allow_no_indices", "true") != "false",
             )
-            return [i.view() for i in indices]
+            named = {n.strip() for n in (expression or "").split(",")}
+            for idx in indices:
+                if idx.closed and idx.name in named:
+                    raise closed_index(idx)
+            return [i.view() for i in indices if not i.closed]
+
+    def close_index(self, expression: str) -> dict[str, Any]:
+        """``POST <index>/_close``."""
+        with self.lock:
+            indices = self.resolve(expression)
+            for idx in indices:
+                idx.closed = True
+            return {
+                "acknowledged": True,
+                "shards_acknowledged": True,
+                "indices": {i.name: {"closed": True} for i in indices},
+            }
+
+    def open_index(self, expression: str) -> dict[str, Any]:
+        """``POST <index>/_open``."""
+        with self.lock:
+            for idx in self.resolve(expression):
+                idx.closed = False
+            return {"acknowledged": True, "shards_acknowledged": True}
 
     def refresh_due(self) -> None:
         """Refresh indices whose ``refresh_interval`` passed since their last refresh (the 1s timer)."""
@@ -1351,6 +1380,8 @@ class Cluster:
             if name not in self.indices:
                 self.create_index(name, {}, auto=True)
             idx = self.indices[name]
+            if idx.closed:
+                raise closed_index(idx)
             if idx.settings.get("index.blocks.write") == "true" or idx.settings.get("index.blocks.read_only") == "true":
                 raise ESError(
                     403,
@@ -1533,6 +1564,8 @@ class Cluster:
                     f"[{', '.join(i.name for i in indices)}], can't execute a single index op",
                 )
             idx = indices[0]
+            if idx.closed:
+                raise closed_index(idx)
             rec = idx.docs.get(doc_id)
             if rec is None:
                 return 404, {"_index": idx.name, "_id": doc_id, "found": False}, None, idx
@@ -1820,23 +1853,17 @@ class Cluster:
         }
 
     # ------------------------------------------------------------------------------------ cluster info
-    def health(self, expression: str | None) -> dict[str, Any]:
+    def health(self, expression: str | None, level: str = "cluster") -> dict[str, Any]:
+        """``GET _cluster/health``: a single node, so every replica is unassigned (yellow) like real ES."""
         with self.lock:
-            indices = self.resolve(expression) if expression else list(self.indices.values())
-            status = "green"
-            if any(
-                i.replicas() > 0 and i.settings.get("index.auto_expand_replicas") in (None, "false") for i in indices
-            ):
-                status = "yellow"
-            primaries = sum(int(i.settings.get("index.number_of_shards", "1")) for i in indices)
-            unassigned = sum(
-                i.replicas() * int(i.settings.get("index.number_of_shards", "1"))
-                for i in indices
-                if i.settings.get("index.auto_expand_replicas") in (None, "false")
-            )
+            indices = self.resolve(expression) if expression else [self.indices[n] for n in sorted(self.indices)]
+            per_index = {i.name: self._index_health(i, level) for i in indices}
+            primaries = sum(h["active_primary_shards"] for h in per_index.values())
+            unassigned = sum(h["unassigned_shards"] for h in per_index.values())
+            status = "yellow" if any(h["status"] == "yellow" for h in per_index.values()) else "green"
             nodes = 1 + max(0, self.ml_nodes - 1)
             total = primaries + unassigned
-            return {
+            out: dict[str, Any] = {
                 "cluster_name": self.cluster_name,
                 "status": status,
                 "timed_out": False,
@@ -1854,6 +1881,43 @@ class Cluster:
                 "task_max_waiting_in_queue_millis": 0,
                 "active_shards_percent_as_number": 100.0 if total == 0 else primaries * 100.0 / total,
             }
+            if level in ("indices", "shards"):
+                out["indices"] = per_index
+            return out
+
+    @staticmethod
+    def _index_health(idx: Index, level: str) -> dict[str, Any]:
+        shards = int(idx.settings.get("index.number_of_shards", "1"))
+        replicas = idx.replicas() if idx.settings.get("index.auto_expand_replicas") in (None, "false") else 0
+        status = "yellow" if replicas else "green"
+        counts = {
+            "active_shards": shards,
+            "relocating_shards": 0,
+            "initializing_shards": 0,
+            "unassigned_shards": shards * replicas,
+            "unassigned_primary_shards": 0,
+        }
+        out: dict[str, Any] = {
+            "status": status,
+            "number_of_shards": shards,
+            "number_of_replicas": idx.replicas(),
+            "active_primary_shards": shards,
+            **counts,
+        }
+        if level == "shards":
+            out["shards"] = {
+                str(n): {
+                    "status": status,
+                    "primary_active": True,
+                    "active_shards": 1,
+                    "relocating_shards": 0,
+                    "initializing_shards": 0,
+                    "unassigned_shards": replicas,
+                    "unassigned_primary_shards": 0,
+                }
+                for n in range(shards)
+            }
+        return out
 
     def nodes(self) -> list[dict[str, Any]]:
         """The nodes: node 0 holds every role (ML too when ml_nodes >= 1); extra ML nodes hold only ``ml``."""

@@ -293,3 +293,18 @@ def test_cat_stats_mget_delete_by_query(es):
     res = es.delete_by_query(index="a", query={"term": {"t": "x"}}, refresh=True)
     assert (res["total"], res["deleted"], res["failures"]) == (1, 1, [])
     assert es.count(index="a")["count"] == 1
+
+
+def test_health_levels_and_closed_indices(es, escluster):
+    es.indices.create(index="index-1", settings={"number_of_replicas": 0})
+    es.indices.create(index="index-2", settings={"number_of_replicas": 50})
+    assert es.cluster.health(index="index-1")["status"] == "green"
+    assert es.cluster.health(index="index-*")["status"] == "yellow"
+    shards = es.cluster.health(level="shards")["indices"]["index-1"]["shards"]
+    assert shards["0"]["primary_active"] is True
+    assert "shards" not in es.cluster.health(level="indices")["indices"]["index-1"]
+    assert es.indices.close(index="index-1")["indices"] == {"index-1": {"closed": True}}
+    closed = call(escluster.url, "PUT", "/index-1/_doc/1", {"a": 1})
+    assert closed.status == 400 and closed.body["error"]["type"] == "index_closed_exception"
+    es.indices.open(index="index-1")
+    assert es.index(index="index-1", id="1", document={"a": 1})["result"] == "created"
