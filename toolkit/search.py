@@ -37,6 +37,7 @@ from toolkit.errors import (
     LicenseError,
     NotFound,
     RequestFailed,
+    ToolkitError,
     ValidationError,
 )
 from toolkit.settings import Settings
@@ -504,7 +505,7 @@ def _model_id_in(request: Request) -> str | None:
     return walk(request.body)
 
 
-def explain(exc: ClusterError, request: Request) -> ClusterError:
+def explain(exc: ClusterError, request: Request) -> ToolkitError:
     """Give a cluster error from a search the fix a user needs (deploy the model, set up the index, ...)."""
     index = request.path.split("/", 1)[0]
     model = _model_id_in(request)
@@ -557,7 +558,7 @@ def download(url: str, *, timeout: float, max_bytes: int) -> bytes:
             if length and length.isdigit() and int(length) > max_bytes:
                 raise ImageError(url, f"download is {int(length)} bytes, over the limit of {max_bytes} "
                                       "(ingest.max_download_bytes)")
-            data = resp.read(max_bytes + 1)
+            data: bytes = resp.read(max_bytes + 1)
     except ImageError:
         raise
     except urllib.error.HTTPError as exc:
