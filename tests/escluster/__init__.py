@@ -28,6 +28,16 @@ With ``--api-key KEY`` every request needs ``Authorization: ApiKey KEY`` (else 4
 ``security_exception``); ``--password PW`` also accepts basic auth ``elastic:PW``. ``/_test/*`` needs no
 credentials.
 
+Endpoints
+---------
+``/``, ``_cluster/health|state``, ``_nodes[/stats]``, ``_license`` (+ ``start_trial``, ``start_basic``),
+index create/get/exists/delete/close/open, ``_refresh``, ``_mapping``, ``_settings``, ``_aliases`` /
+``_alias``, ``_index_template``, ``_component_template``, ``_ingest/pipeline`` (+ ``_simulate``, verbose
+too), ``_bulk``, ``_doc`` / ``_create`` / ``_update`` / ``_source``, ``_mget``, ``_delete_by_query``,
+``_stats``, ``_cat/indices|health``, ``_search`` and ``_count`` (``search.py``), ``_ml/*`` (``ml.py``).
+Unknown paths answer 400 ``no handler found for uri [...] and method [...]``; a known path with the wrong
+method answers 405 like ES.
+
 Behaviour worth knowing
 -----------------------
 * Documents become searchable on refresh: ``refresh=true|wait_for``, ``POST _refresh``, or the periodic
@@ -35,7 +45,10 @@ Behaviour worth knowing
 * Single node: indices with replicas (the default 1) make the cluster ``yellow`` like a real 1-node ES.
 * From 9.2, ``GET _doc`` leaves ``dense_vector`` values out of ``_source`` unless
   ``_source_exclude_vectors=false`` (or the index sets ``index.mapping.exclude_source_vectors: false``).
-* Ingest ``if`` conditions are accepted and ignored (no Painless); ``script`` processors fail when run.
+* Ingest ``if`` conditions: the common Painless forms are evaluated (``ctx.a?.b == 'x'``, ``!=``,
+  ``null``, ``&&``, ``||``, ``!``, ``containsKey``...); anything else counts as true. ``script``
+  processors are accepted but fail when run (no Painless).
+* ``helpers.streaming_bulk`` retries item-level 429s only with ``raise_on_error=False`` (client behaviour).
 
 Fault injection (paths ES never uses)
 -------------------------------------

@@ -212,7 +212,8 @@ def _normalize_dynamic(value: Any, where: str) -> Any:
     text = str(value).lower() if not isinstance(value, bool) else ("true" if value else "false")
     if text not in ("true", "false", "strict", "runtime"):
         raise mapping_error(f"Could not convert [{where}.dynamic] to boolean", "mapper_parsing_exception")
-    return value if isinstance(value, bool) else text
+    # GET _mapping prints dynamic as a string ("false", "strict") whatever the request sent.
+    return text
 
 
 def _normalize_properties(props: Any, prefix: str) -> dict[str, Any]:
