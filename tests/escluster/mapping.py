@@ -147,10 +147,23 @@ _DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}(T\d{2}(:\d{2}(:\d{2}([.,]\d{1,9})?)?)
 _SLASH_DATE_RE = re.compile(r"^\d{4}/\d{2}/\d{2}( \d{2}:\d{2}:\d{2})?$")
 
 
+class MappingError(ESError):
+    """ "Failed to parse mapping: ..." wrapping a cause; ES lists the innermost ES exception as root cause."""
+
+    def body(self) -> dict[str, Any]:
+        out = super().body()
+        cause = self.extra.get("caused_by")
+        # ES's root_cause is the deepest ElasticsearchException: the inner mapper_parsing_exception when
+        # there is one, the outer exception when the cause is a plain Java exception.
+        if cause and cause.get("type") == "mapper_parsing_exception":
+            out["error"]["root_cause"] = [dict(cause)]
+        return out
+
+
 def mapping_error(reason: str, cause_type: str = "illegal_argument_exception") -> ESError:
     """A 400 ``mapper_parsing_exception`` "Failed to parse mapping: ..." as ES reports bad mappings."""
     full = f"Failed to parse mapping: {reason}"
-    return ESError(
+    return MappingError(
         400,
         "mapper_parsing_exception",
         full,
@@ -258,9 +271,7 @@ def normalize_field(full_name: str, spec: dict[str, Any], *, multi: bool = False
     if ftype in _LOOSE_TYPES:
         return copy.deepcopy(spec)
     if ftype not in _PARAMS:
-        raise mapping_error(
-            f"No handler for type [{ftype}] declared on field [{name}]", "mapper_parsing_exception"
-        )
+        raise mapping_error(f"No handler for type [{ftype}] declared on field [{name}]", "mapper_parsing_exception")
     allowed = _PARAMS[ftype]
     for key in spec:
         if key not in allowed:
@@ -270,19 +281,13 @@ def normalize_field(full_name: str, spec: dict[str, Any], *, multi: bool = False
     if ftype == "dense_vector":
         return _normalize_dense_vector(name, spec)
     if ftype == "scaled_float" and "scaling_factor" not in spec:
-        raise mapping_error(
-            f"Field [scaling_factor] is required for field [{name}]", "mapper_parsing_exception"
-        )
+        raise mapping_error(f"Field [scaling_factor] is required for field [{name}]", "mapper_parsing_exception")
     out = copy.deepcopy(spec)
     if "fields" in spec:
         if not isinstance(spec["fields"], dict):
-            raise mapping_error(
-                f"Expected map for property [fields] on field [{name}]", "mapper_parsing_exception"
-            )
+            raise mapping_error(f"Expected map for property [fields] on field [{name}]", "mapper_parsing_exception")
         out["fields"] = {
-            sub: normalize_field(
-                f"{full_name}.{sub}", sub_spec if isinstance(sub_spec, dict) else {}, multi=True
-            )
+            sub: normalize_field(f"{full_name}.{sub}", sub_spec if isinstance(sub_spec, dict) else {}, multi=True)
             for sub, sub_spec in spec["fields"].items()
         }
     for flag in ("index", "store", "doc_values", "coerce", "ignore_malformed", "fielddata"):
@@ -342,20 +347,23 @@ def _normalize_dense_vector(name: str, spec: dict[str, Any]) -> dict[str, Any]:
     element = spec.get("element_type", "float")
     if element not in ELEMENT_TYPES:
         raise mapping_error(
-            f"Unknown value [{element}] for field [element_type] - accepted values are "
-            f"[{', '.join(ELEMENT_TYPES)}]",
+            f"Unknown value [{element}] for field [element_type] - accepted values are [{', '.join(ELEMENT_TYPES)}]",
             "mapper_parsing_exception",
         )
     out: dict[str, Any] = {"type": "dense_vector"}
     if "dims" in spec and spec["dims"] is not None:
         dims = _int_param(name, "dims", spec["dims"])
         max_dims = MAX_DIMS * 8 if element == "bit" else MAX_DIMS
-        if dims < 1 or dims > max_dims:
+        min_dims = 8 if element == "bit" else 1
+        if dims < min_dims or dims > max_dims:
             raise mapping_error(
-                f"The number of dimensions should be in the range [1, {max_dims}] but was [{dims}]"
+                f"The number of dimensions should be in the range [{min_dims}, {max_dims}] but was [{dims}]",
+                "mapper_parsing_exception",
             )
         if element == "bit" and dims % 8 != 0:
-            raise mapping_error(f"The number of dimensions for should be a multiple of 8 but was [{dims}]")
+            raise mapping_error(
+                f"The number of dimensions for should be a multiple of 8 but was [{dims}]", "mapper_parsing_exception"
+            )
         out["dims"] = dims
     else:
         dims = None
@@ -369,13 +377,11 @@ def _normalize_dense_vector(name: str, spec: dict[str, Any]) -> dict[str, Any]:
     if not indexed:
         if "similarity" in spec:
             raise mapping_error(
-                "Field [similarity] can only be specified for a field of type [dense_vector] "
-                "when it is indexed"
+                "Field [similarity] can only be specified for a field of type [dense_vector] when it is indexed"
             )
         if "index_options" in spec:
             raise mapping_error(
-                "Field [index_options] can only be specified for a field of type "
-                "[dense_vector] when it is indexed"
+                "Field [index_options] can only be specified for a field of type [dense_vector] when it is indexed"
             )
         return _with_meta(out, spec)
     similarity = spec.get("similarity")
@@ -383,14 +389,11 @@ def _normalize_dense_vector(name: str, spec: dict[str, Any]) -> dict[str, Any]:
         similarity = "l2_norm" if element == "bit" else "cosine"
     if similarity not in SIMILARITIES:
         raise mapping_error(
-            f"Unknown value [{similarity}] for field [similarity] - accepted values are "
-            f"[{', '.join(SIMILARITIES)}]",
+            f"Unknown value [{similarity}] for field [similarity] - accepted values are [{', '.join(SIMILARITIES)}]",
             "mapper_parsing_exception",
         )
     if element == "bit" and similarity != "l2_norm":
-        raise mapping_error(
-            f"The [{similarity}] similarity is not supported for element type [bit]; only [l2_norm] is"
-        )
+        raise mapping_error(f"The [{similarity}] similarity is not supported for element type [bit]; only [l2_norm] is")
     out["similarity"] = similarity
     if "index_options" in spec:
         out["index_options"] = _normalize_index_options(name, spec["index_options"], element, dims)
@@ -416,14 +419,14 @@ def default_index_options(element: str, dims: int) -> dict[str, Any]:
 
 def _normalize_index_options(name: str, opts: Any, element: str, dims: int | None) -> dict[str, Any]:
     if not isinstance(opts, dict):
-        raise mapping_error(
-            f"Expected map for property [index_options] on field [{name}]", "mapper_parsing_exception"
-        )
+        raise mapping_error(f"Expected map for property [index_options] on field [{name}]", "mapper_parsing_exception")
     kind = opts.get("type")
     if kind is None:
         raise mapping_error("[index_options] requires field [type] to be configured")
     if kind not in INDEX_OPTION_TYPES:
-        raise mapping_error(f"Unsupported index options type [{kind}]")
+        raise mapping_error(
+            f"Unknown vector index options type [{kind}] for field [{name}]", "mapper_parsing_exception"
+        )
     allowed = {"type", "rescore_vector"}
     if kind in HNSW_TYPES:
         allowed |= {"m", "ef_construction"}
@@ -441,9 +444,7 @@ def _normalize_index_options(name: str, opts: Any, element: str, dims: int | Non
     if kind in QUANTIZED_TYPES and element != "float":
         raise mapping_error(f"[element_type] cannot be [{element}] when using index type [{kind}]")
     if kind.startswith("bbq") and dims is not None and dims < 64:
-        raise mapping_error(
-            f"The number of dimensions should be at least 64 for index type [{kind}] but was [{dims}]"
-        )
+        raise mapping_error(f"The number of dimensions should be at least 64 for index type [{kind}] but was [{dims}]")
     if kind.startswith("int4") and dims is not None and dims % 2 != 0:
         raise mapping_error(f"only even dimensions are supported for int4 quantization, got [{dims}]")
     out: dict[str, Any] = {"type": kind}
@@ -475,9 +476,7 @@ def _normalize_index_options(name: str, opts: Any, element: str, dims: int | Non
             or not isinstance(oversample, (int, float))
             or not (oversample == 0 or 1.0 <= oversample <= 10.0)
         ):
-            raise mapping_error(
-                f"[oversample] must be between [1.0] and [10.0], or exactly [0], got [{oversample}]"
-            )
+            raise mapping_error(f"[oversample] must be between [1.0] and [10.0], or exactly [0], got [{oversample}]")
         out["rescore_vector"] = {"oversample": float(oversample)}
     for key in ("cluster_size", "default_visit_percentage"):
         if key in opts:
@@ -488,9 +487,7 @@ def _normalize_index_options(name: str, opts: Any, element: str, dims: int | Non
 # ------------------------------------------------------------------------------------------------- merge
 
 
-def merge_mappings(
-    base: dict[str, Any], overlay: dict[str, Any], *, strict_types: bool = True
-) -> dict[str, Any]:
+def merge_mappings(base: dict[str, Any], overlay: dict[str, Any], *, strict_types: bool = True) -> dict[str, Any]:
     """Lay the normalized ``overlay`` over ``base`` (both normalized); returns a new mapping.
 
     Args:
@@ -652,9 +649,7 @@ class _DocCtx:
                 new[key] = update
         return new
 
-    def dynamic_field(
-        self, full: str, key: str, value: Any, dynamic: Any, parent: str
-    ) -> dict[str, Any] | None:
+    def dynamic_field(self, full: str, key: str, value: Any, dynamic: Any, parent: str) -> dict[str, Any] | None:
         mode = str(dynamic).lower()
         if mode == "false":
             return None
@@ -662,8 +657,7 @@ class _DocCtx:
             raise ESError(
                 400,
                 "strict_dynamic_mapping_exception",
-                f"[1:2] mapping set to strict, dynamic introduction of [{key}] within [{parent}] "
-                f"is not allowed",
+                f"[1:2] mapping set to strict, dynamic introduction of [{key}] within [{parent}] is not allowed",
             )
         if value is None:
             return None
@@ -686,9 +680,9 @@ class _DocCtx:
             for item in value:
                 more = self.parse_value(full, spec, item, dynamic)
                 if more:
-                    spec = merge_mappings(
-                        {"properties": {"x": spec}}, {"properties": {"x": more}}, strict_types=False
-                    )["properties"]["x"]
+                    spec = merge_mappings({"properties": {"x": spec}}, {"properties": {"x": more}}, strict_types=False)[
+                        "properties"
+                    ]["x"]
             return spec
         if isinstance(value, dict):
             props = self.parse_object(value, {}, full + ".", dynamic, full)
@@ -770,18 +764,14 @@ class _DocCtx:
         if isinstance(value, dict):
             if ftype in _LOOSE_TYPES:
                 return
-            raise self.fail(
-                full, ftype, value, "Can't get text on a START_OBJECT at 1:2", "illegal_state_exception"
-            )
+            raise self.fail(full, ftype, value, "Can't get text on a START_OBJECT at 1:2", "illegal_state_exception")
         if ftype in INTEGER_RANGES or ftype in FLOAT_TYPES or ftype == "unsigned_long":
             try:
                 number = _to_number(value)
             except ValueError:
                 if ignore_malformed:
                     return
-                raise self.fail(
-                    full, ftype, value, f'For input string: "{value}"', "number_format_exception"
-                ) from None
+                raise self.fail(full, ftype, value, f'For input string: "{value}"', "number_format_exception") from None
             if ftype in INTEGER_RANGES:
                 lo, hi = INTEGER_RANGES[ftype]
                 if math.isinf(number) or math.isnan(number) or not lo <= number <= hi:
@@ -791,15 +781,12 @@ class _DocCtx:
                         full,
                         ftype,
                         value,
-                        f"Value [{value}] is out of range for "
-                        f"{'an integer' if ftype == 'integer' else 'a ' + ftype}",
+                        f"Value [{value}] is out of range for {'an integer' if ftype == 'integer' else 'a ' + ftype}",
                     )
             elif math.isinf(number) or math.isnan(number):
                 if ignore_malformed:
                     return
-                raise self.fail(
-                    full, ftype, value, f"[{ftype}] supports only finite values, but got [{value}]"
-                )
+                raise self.fail(full, ftype, value, f"[{ftype}] supports only finite values, but got [{value}]")
         elif ftype == "boolean":
             if not (isinstance(value, bool) or value in ("true", "false", "")):
                 if ignore_malformed:
@@ -812,14 +799,9 @@ class _DocCtx:
                 )
         elif ftype in ("date", "date_nanos"):
             if isinstance(value, bool) or not isinstance(value, (str, int, float)):
-                raise self.fail(
-                    full, ftype, value, "failed to parse date field", "illegal_argument_exception"
-                )
+                raise self.fail(full, ftype, value, "failed to parse date field", "illegal_argument_exception")
             if isinstance(value, str) and not (
-                _DATE_RE.match(value)
-                or _SLASH_DATE_RE.match(value)
-                or value.lstrip("-").isdigit()
-                or "format" in spec
+                _DATE_RE.match(value) or _SLASH_DATE_RE.match(value) or value.lstrip("-").isdigit() or "format" in spec
             ):
                 if ignore_malformed:
                     return
@@ -827,8 +809,7 @@ class _DocCtx:
                     full,
                     ftype,
                     value,
-                    f"failed to parse date field [{value}] with format "
-                    f"[strict_date_optional_time||epoch_millis]",
+                    f"failed to parse date field [{value}] with format [strict_date_optional_time||epoch_millis]",
                     "illegal_argument_exception",
                 )
 
@@ -888,8 +869,7 @@ class _DocCtx:
                 if math.isnan(v) or math.isinf(v):
                     raise self.vector_error(
                         full,
-                        f"element_type [float] vectors do not support NaN or Infinity "
-                        f"but found [{v}] at dim [{i}];",
+                        f"element_type [float] vectors do not support NaN or Infinity but found [{v}] at dim [{i}];",
                     )
         similarity = spec.get("similarity")
         if spec.get("index", True) and element != "bit":
@@ -967,8 +947,7 @@ def _preview(value: Any) -> str:
 
 def _vector_preview(value: list[Any]) -> str:
     shown = ", ".join(
-        str(float(v)) if isinstance(v, (int, float)) and not isinstance(v, bool) else str(v)
-        for v in value[:10]
+        str(float(v)) if isinstance(v, (int, float)) and not isinstance(v, bool) else str(v) for v in value[:10]
     )
     return f"[{shown}{', ...' if len(value) > 10 else ''}]"
 

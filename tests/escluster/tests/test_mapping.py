@@ -51,10 +51,7 @@ def test_bad_mappings_are_mapper_parsing_exception(escluster, spec):
 
 @pytest.mark.parametrize(
     "options",
-    [
-        {"type": t}
-        for t in ("hnsw", "int8_hnsw", "int4_hnsw", "bbq_hnsw", "flat", "int8_flat", "int4_flat", "bbq_flat")
-    ]
+    [{"type": t} for t in ("hnsw", "int8_hnsw", "int4_hnsw", "bbq_hnsw", "flat", "int8_flat", "int4_flat", "bbq_flat")]
     + [{"type": "int8_hnsw", "m": 32, "ef_construction": 200, "confidence_interval": 0.9}],
 )
 def test_good_index_options_are_accepted(escluster, options):
@@ -176,9 +173,7 @@ def test_dynamic_mapping_infers_types_like_es(escluster):
     assert props["f"] == {"type": "float"}
     assert props["b"] == {"type": "boolean"}
     assert props["o"] == {
-        "properties": {
-            "inner": {"type": "text", "fields": {"keyword": {"type": "keyword", "ignore_above": 256}}}
-        }
+        "properties": {"inner": {"type": "text", "fields": {"keyword": {"type": "keyword", "ignore_above": 256}}}}
     }
     assert props["d"] == {"type": "date"}
     assert props["short_floats"] == {"type": "float"}
@@ -215,3 +210,18 @@ def test_multi_fields_and_get_vectors_hidden_by_default(escluster):
     shown = call(escluster.url, "GET", "/idx/_doc/1?_source_exclude_vectors=false").body["_source"]
     assert shown == {"title": "A", "v": [1, 0]}
     assert es.get(index="idx", id="1", source_excludes=["title"])["_source"] == {}
+
+
+def test_mapping_error_root_cause_is_the_inner_exception(escluster):
+    r = create(escluster.url, {"v": {"type": "dense_vector", "dims": 5000}})
+    error = r.body["error"]
+    assert (
+        error["reason"]
+        == "Failed to parse mapping: The number of dimensions should be in the range [1, 4096] but was [5000]"
+    )
+    assert error["root_cause"] == [
+        {
+            "type": "mapper_parsing_exception",
+            "reason": "The number of dimensions should be in the range [1, 4096] but was [5000]",
+        }
+    ]
