@@ -6,6 +6,7 @@ import importlib
 import json
 import os
 import re
+import shutil
 
 import pytest
 from typer.testing import CliRunner
@@ -43,7 +44,7 @@ def client_for(url):
     return make_client(load_settings(overrides={"elasticsearch.url": url}, environ={}))
 
 
-def test_deploy_again_replace_undeploy_delete(escluster):
+def test_deploy_again_replace_undeploy_delete(escluster, tmp_path):
     result = deploy(escluster.url)
     assert result.exit_code == 0, result.output
     assert "uploaded" in result.output and "parity passed" in result.output
@@ -60,6 +61,11 @@ def test_deploy_again_replace_undeploy_delete(escluster):
     assert {p["language"] for p in report["parity"]["probes"]} >= {"en", "zh", "de", "ru", "ar", "ja"}
     assert report["devtools"].startswith("POST _ml/trained_models/tiny-text/_infer")
     assert not any("tracing with torch" in w for w in report["warnings"])  # nothing was traced
+
+    moved = shutil.copytree(tiny_text_model(), tmp_path / "moved")
+    same_files = runner.invoke(app, ["deploy-model", "--es-url", escluster.url, "--model", str(moved),
+                                     "--model-id", "tiny-text", "--skip-parity", "--json"])
+    assert json.loads(same_files.stdout)["action"] == "unchanged", same_files.output
 
     replaced = deploy(escluster.url, "--replace", "--skip-parity", "--json")
     assert replaced.exit_code == 0, replaced.output

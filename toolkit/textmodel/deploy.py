@@ -257,7 +257,10 @@ def deploy(client: Elasticsearch, settings: Settings, *, replace: bool = False, 
     state: DeploymentState | None = None
     if existing is not None and not replace:
         prov = provenance_of(existing)
-        if prov.get("source") != src.source or prov.get("revision") != src.revision:
+        # A local directory is identified by its files' hash, wherever it lives now.
+        same = prov.get("revision") == src.revision and (
+            prov.get("source") == src.source or src.revision.startswith("sha256:"))
+        if not same:
             have = (f"{prov.get('source')} @ {prov.get('revision')}" if prov
                     else "a model not uploaded by toolkit")
             raise ValidationError(

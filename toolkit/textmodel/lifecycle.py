@@ -191,6 +191,7 @@ def start(client: Elasticsearch, model_id: str, options: StartOptions, *, timeou
                        hint="upload the model again: toolkit deploy-model --replace") from exc
     except RequestFailed as exc:
         reason = (exc.reason or "").lower()
+        hint: str | None
         if "already" in reason or ("deployment" in reason and "exist" in reason):
             hint = "stop it (toolkit undeploy) or choose another --deployment-id"
         elif "definition" in reason or "truncated" in reason:
