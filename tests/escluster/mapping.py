@@ -511,8 +511,32 @@ def merge_mappings(base: dict[str, Any], overlay: dict[str, Any], *, strict_type
     return out
 
 
+def _expand_dotted(props: Any) -> Any:
+    """``{"a.b": spec}`` -> ``{"a": {"properties": {"b": spec}}}`` so layers using either form merge."""
+    if not isinstance(props, dict) or not any("." in k for k in props):
+        return props
+    out: dict[str, Any] = {}
+    for name, spec in props.items():
+        if "." in name:
+            head, rest = name.split(".", 1)
+            holder = out.setdefault(head, {"properties": {}})
+            holder.setdefault("properties", {})
+            holder["properties"] = _merge_props(holder["properties"], {rest: spec}, head + ".", False)
+        elif name in out and isinstance(spec, dict):
+            out[name] = {
+                **spec,
+                "properties": _merge_props(
+                    spec.get("properties", {}), out[name].get("properties", {}), name + ".", False
+                ),
+            }
+        else:
+            out[name] = spec
+    return out
+
+
 def _merge_props(base: dict[str, Any], overlay: dict[str, Any], prefix: str, strict: bool) -> dict[str, Any]:
-    out = copy.deepcopy(base)
+    out = copy.deepcopy(_expand_dotted(base))
+    overlay = _expand_dotted(overlay)
     for name, spec in overlay.items():
         full = prefix + name
         if name not in out:
