@@ -294,3 +294,19 @@ def test_text_query_fails_when_the_query_embedding_differs_from_infer(env, embed
     assert not text.passed
     assert "is nearest to the cluster's _infer embedding" in text.message
     assert [c.name for c in report.failures] == ["text_query"]
+
+
+@pytest.mark.real_cluster
+def test_smoke_passes_on_a_real_cluster_with_the_default_models(real_es_url):
+    """Deploys the default text model and runs setup (idempotent), then the smoke test with the
+    semantic check ("a cat" finds the cat, in English and German)."""
+    from toolkit import provision
+    from toolkit.textmodel import deploy
+
+    settings = load_settings()
+    client = make_client(settings)
+    deploy(client, settings)
+    provision.setup(client, settings)
+    report = smoke.run_smoke(client, settings)
+    assert report.passed, report.verdict()
+    assert "semantic" in names(report) and check(report, "semantic").passed
