@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,8 +37,14 @@ Outcome = Literal["created", "updated", "unchanged"]
 
 
 def default_assets_dir() -> Path:
-    """The folder holding ``index-templates/`` and ``ingest-pipelines/`` (the source checkout)."""
-    return Path(__file__).resolve().parent.parent
+    """The folder holding ``index-templates/`` and ``ingest-pipelines/``.
+
+    The source checkout (editable installs), else ``<prefix>/share/toolkit`` where a wheel puts them.
+    """
+    checkout = Path(__file__).resolve().parent.parent
+    if (checkout / "index-templates").is_dir():
+        return checkout
+    return Path(sys.prefix) / "share" / "toolkit"
 
 
 def variables(settings: Settings) -> dict[str, Any]:
