@@ -161,7 +161,7 @@ def load_image(
                 f"image too large: {width}x{height} = {width * height} pixels is over the limit of "
                 f"{max_pixels} pixels (decompression bomb guard, max_pixels)",
             )
-        if draft and image.format == "JPEG":
+        if draft and image.format in ("JPEG", "MPO"):  # MPO: the multi-picture JPEG of many cameras
             scale = _draft_scale(width, height, target * DRAFT_MARGIN)
             if scale > 1:
                 # Requesting (W//s, H//s) makes Pillow pick exactly scale s (see _draft_scale).

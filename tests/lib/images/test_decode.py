@@ -65,6 +65,8 @@ def _odd_images(folder: Path) -> dict[str, Path]:
         "I_tiff": _save(Image.fromarray(gray.astype(np.int32) * 2), folder / "int32.tiff"),
         "F_tiff": _save(Image.fromarray(gray.astype(np.float32) * 0.9), folder / "float.tiff"),
         "animated_gif": _save(frames[0], folder / "animated.gif", save_all=True, append_images=frames[1:]),
+        "mpo_jpeg": _save(photo, folder / "camera.mpo", format="MPO", save_all=True,
+                          append_images=[photo.rotate(5)]),
     }
 
 
@@ -88,7 +90,7 @@ def test_odd_images_have_the_modes_they_claim(odd_images):
     "name",
     ["rgb_jpeg", "progressive_jpeg", "gray_jpeg", "cmyk_jpeg", "exif_rotated_jpeg", "L_png", "LA_png",
      "P_transparency_png", "P_transparency_gif", "RGBA_png", "I16_png", "1_png", "I_tiff", "F_tiff",
-     "animated_gif"],
+     "animated_gif", "mpo_jpeg"],
 )
 def test_every_mode_embeds_like_the_reference(name, odd_images, embedder, reference_vector):
     path = odd_images[name]
@@ -109,6 +111,10 @@ def test_conversion_matches_pillow_rgb_conversion_pixel_for_pixel(odd_images):
 def test_animated_gif_gives_its_first_frame(odd_images):
     pixel = load_image(odd_images["animated_gif"]).getpixel((10, 10))
     assert pixel == (255, 0, 0)
+
+
+def test_multi_picture_jpeg_is_drafted_too(odd_images):
+    assert load_image(odd_images["mpo_jpeg"]).size == (450, 300)
 
 
 def test_exif_orientation_is_applied_after_draft(odd_images):

@@ -139,3 +139,37 @@ def test_embed_paths_reads_ahead_a_bounded_number_of_items(tmp_path):
     stream.close()
     # Memory stays flat: never more than one batch plus the prefetch window ahead of the consumer.
     assert pulled <= 20 + 4 + 6
+
+
+@pytest.mark.parametrize("pause", [True, False])
+def test_decoding_pauses_while_the_model_runs_on_cpu(tmp_path, pause):
+    import threading
+    import time
+
+    paths = _solid_images(tmp_path, 24)
+    lock = threading.Lock()
+    state = {"in_model": False, "decodes_during_model": 0}
+
+    class SlowEmbedder(CountingEmbedder):
+        def embed_batch(self, pixel_values):
+            with lock:
+                state["in_model"] = True
+            time.sleep(0.1)  # long enough for free decode threads to start the items in flight
+            with lock:
+                state["in_model"] = False
+            return super().embed_batch(pixel_values)
+
+    def source(path):
+        with lock:
+            state["decodes_during_model"] += state["in_model"]
+        time.sleep(0.03)  # a slow decode, so overlapped decodes do land inside the model call
+        return path
+
+    results = list(embed_paths(paths, SlowEmbedder(batch_size=3), workers=2, prefetch=4, source=source,
+                               pause_decode=pause))
+    assert [item for item, _ in results] == paths
+    if pause:
+        # 0 in practice; a decode that passed the gate just as it closed could slip through.
+        assert state["decodes_during_model"] <= 2
+    else:
+        assert state["decodes_during_model"] >= 5  # about 10 in practice
