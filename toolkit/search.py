@@ -546,29 +546,15 @@ def is_url(source: str) -> bool:
     return source.lower().startswith(("http://", "https://"))
 
 
-def download(url: str, *, timeout: float, max_bytes: int) -> bytes:
-    """GET ``url`` with a timeout and a size cap; every failure is an ImageError naming the URL."""
-    import urllib.error
-    import urllib.request
+def download(url: str, *, timeout: float, max_bytes: int, retries: int = 0) -> bytes:
+    """GET ``url`` with ingest's downloader (timeout, size cap, retries); failures are ImageErrors."""
+    from toolkit.ingest.fetch import FetchError
+    from toolkit.ingest.fetch import download as fetch
 
-    req = urllib.request.Request(url, headers={"User-Agent": "toolkit-search/0.1"})
     try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310 - http(s) checked by is_url
-            length = resp.headers.get("Content-Length")
-            if length and length.isdigit() and int(length) > max_bytes:
-                raise ImageError(url, f"download is {int(length)} bytes, over the limit of {max_bytes} "
-                                      "(ingest.max_download_bytes)")
-            data: bytes = resp.read(max_bytes + 1)
-    except ImageError:
-        raise
-    except urllib.error.HTTPError as exc:
-        raise ImageError(url, f"download failed: HTTP {exc.code} {exc.reason}") from exc
-    except (urllib.error.URLError, TimeoutError, OSError, ValueError) as exc:
-        reason = getattr(exc, "reason", exc)
-        raise ImageError(url, f"download failed: {reason}") from exc
-    if len(data) > max_bytes:
-        raise ImageError(url, f"download is over the limit of {max_bytes} bytes (ingest.max_download_bytes)")
-    return data
+        return fetch(url, timeout=timeout, retries=retries, max_bytes=max_bytes)
+    except FetchError as exc:
+        raise ImageError(url, f"download failed: {exc.reason}") from exc
 
 
 def embed_query_image(source: str | Path, settings: Settings, *, embedder: Any = None) -> list[float]:
@@ -590,7 +576,7 @@ def embed_query_image(source: str | Path, settings: Settings, *, embedder: Any =
     data: bytes | Path
     if is_url(text):
         data = download(text, timeout=settings.ingest.download_timeout,
-                        max_bytes=settings.ingest.max_download_bytes)
+                        max_bytes=settings.ingest.max_download_bytes, retries=settings.ingest.download_retries)
     else:
         file = Path(text).expanduser()
         if not file.exists():

@@ -367,6 +367,7 @@ def http_server():
 
 def test_url_images_are_downloaded_with_a_cap(settings, http_server):
     settings.ingest.max_download_bytes = 4000
+    settings.ingest.download_retries = 0
     embedder = CountingEmbedder()
     assert len(s.embed_query_image(f"{http_server}/ok.png", settings, embedder=embedder)) == 4
     with pytest.raises(ImageError, match="over the limit"):
