@@ -28,7 +28,6 @@ Example::
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -183,17 +182,16 @@ def _check_dims(model_dims: int, index_dims: int, settings: Settings, model: str
 
 def load_embedder(settings: Settings) -> ImageEmbedder:
     """The configured CLIP image embedder (``settings.image_model``), torch threads set for ingest."""
-    from toolkit.images.embedder import ClipImageEmbedder, default_num_threads
+    from toolkit.images.embedder import ClipImageEmbedder
 
     im = settings.image_model
-    return ClipImageEmbedder(im.name, device=im.device, precision=im.precision, batch_size=im.batch_size,
-                             num_threads=default_num_threads(_decode_workers(settings)))
+    # torch keeps every core: on CPU, decoding pauses while a batch runs (see embed_paths).
+    return ClipImageEmbedder(im.name, device=im.device, precision=im.precision, batch_size=im.batch_size)
 
 
-def _decode_workers(settings: Settings) -> int:
-    configured = settings.image_model.decode_workers
-    # One decode thread per 2 cores: the model needs the rest (draft decoding is cheap).
-    return configured or max(1, (os.cpu_count() or 2) // 2)
+def _decode_workers(settings: Settings) -> int | None:
+    """Configured decode threads, or None for embed_paths' own default for the device."""
+    return settings.image_model.decode_workers
 
 
 # ------------------------------------------------------------------------------------------ requests
