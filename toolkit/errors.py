@@ -16,6 +16,7 @@
     │   └── ParityError                in-cluster embeddings differ from the local ones
     ├── DimsMismatch                   vector dimensions disagree (template vs model vs cluster)
     ├── ImageError                     one image cannot be read (path, reason); per-item in ingest
+    ├── ItemsFailed                    ingest finished but some items failed (failures file named)
     └── CheckFailed                    doctor/smoke found failures (results attached)
 
 Only the CLI turns these into words and exit codes (`toolkit.cli.errors`); every class has its own
@@ -224,3 +225,13 @@ def mapped(doing: str = "") -> Iterator[None]:
         if mod.startswith(("elasticsearch", "elastic_transport")):
             raise from_elasticsearch(exc, doing=doing) from exc
         raise
+
+
+class ItemsFailed(ToolkitError):
+    """A run went through every item but some failed; they are listed in the failures file."""
+
+    exit_code = 24
+
+    def __init__(self, message: str, *, failures_file: str | None = None, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.failures_file = failures_file

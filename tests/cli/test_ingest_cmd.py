@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from tests.lib.ingest_helpers import DIMS, count_docs, good_images, make_settings, setup_index
 from toolkit.cli import app
 from toolkit.cluster import make_client
-from toolkit.errors import NotFound, ValidationError
+from toolkit.errors import ItemsFailed, NotFound, ValidationError
 
 runner = CliRunner()
 
@@ -39,7 +39,8 @@ def test_ingest_json_summary_and_retry_failures(config: Path, tmp_path: Path, es
     good_images(folder, 3)
     (folder / "broken.jpg").write_bytes(b"GIF89a but not really")
     result = runner.invoke(app, ["ingest", str(folder), "--json", "--config", str(config)])
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == ItemsFailed.exit_code, result.output  # a failed item fails the command
+    assert "--retry-failures" in result.stderr
     summary = json.loads(result.stdout)
     assert {k: summary[k] for k in ("seen", "indexed", "skipped", "failed")} == \
         {"seen": 4, "indexed": 3, "skipped": 0, "failed": 1}

@@ -99,6 +99,12 @@ def ingest_command(
         raise report.error
     if report.interrupted:
         raise typer.Exit(130)
+    if report.failed:
+        from toolkit.errors import ItemsFailed
+
+        raise ItemsFailed(f"{report.failed} of {report.seen} items failed; each is listed with its reason in "
+                          f"{report.failures_file}", failures_file=report.failures_file,
+                          hint=f"fix them, then `toolkit ingest --retry-failures {report.failures_file}`")
 
 
 def _run_with_progress(run: Any, *, quiet: bool) -> Any:
