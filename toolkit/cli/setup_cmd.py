@@ -29,6 +29,7 @@ def setup_command(
     Example: toolkit setup --dry-run > setup.http
     """
     from toolkit import provision
+    from toolkit.assets import AssetResult
     from toolkit.cluster import make_client
     from toolkit.devtools import render_all
 
@@ -38,7 +39,7 @@ def setup_command(
         return
     client = make_client(settings)
 
-    def show(result: provision.asset_mod.AssetResult) -> None:
+    def show(result: AssetResult) -> None:
         if not as_json:
             colour = {"created": "green", "updated": "yellow", "unchanged": "dim"}[result.outcome]
             info(f"[{colour}]{result.outcome:<9}[/] {result.kind.replace('_', ' ')} {result.name}")

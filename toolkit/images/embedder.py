@@ -192,7 +192,8 @@ class ClipImageEmbedder(ImageEmbedder):
             # and a Normalize or Dense if the model has one) runs exactly as in ``encode``.
             features = self.model({"pixel_values": pixel_values, "modality": "image"})
             vectors = features["sentence_embedding"]
-        return vectors.float().cpu().numpy()
+        result: np.ndarray = vectors.float().cpu().numpy()
+        return result
 
 
 def _model_uses_all_cores(embedder: ImageEmbedder) -> bool:
