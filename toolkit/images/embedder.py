@@ -15,12 +15,11 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from toolkit.concurrency import ordered_map
 from toolkit.errors import ImageError, ModelError
 from toolkit.images.decode import (
     DEFAULT_MAX_PIXELS,
@@ -311,36 +310,23 @@ def embed_paths(
         for item, result in done:
             yield item, result if isinstance(result, ImageError) else next(vectors)
 
-    in_flight: deque[tuple[T, Future[np.ndarray | ImageError]]] = deque()
-    iterator = iter(items)
-    exhausted = False
-    with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="decode") as pool:
-        try:
-            while True:
-                while not exhausted and len(in_flight) < depth:
-                    try:
-                        item = next(iterator)
-                    except StopIteration:
-                        exhausted = True
-                        break
-                    in_flight.append((item, pool.submit(decode, item)))
-                if not in_flight:
-                    break
-                item, future = in_flight.popleft()
-                result = future.result()
-                pending.append((item, result))
-                if not isinstance(result, ImageError):
-                    ready += 1
-                elif ready == 0:
-                    # Nothing waits for the model before it: out at once, so errors never pile up.
-                    yield from pending
-                    pending = []
-                if ready >= batch_size:
-                    yield from flush()
-            if pending:
+    decoded = ordered_map(decode, items, workers=max(1, workers), depth=depth, thread_name="decode")
+    try:
+        for item, result in decoded:
+            if isinstance(result, BaseException):  # decode returns its errors; only a bug raises
+                result = ImageError(str(item), f"cannot decode image: {type(result).__name__}: {result}")
+            pending.append((item, result))
+            if not isinstance(result, ImageError):
+                ready += 1
+            elif ready == 0:
+                # Nothing waits for the model before it: out at once, so errors never pile up.
+                yield from pending
+                pending = []
+            if ready >= batch_size:
                 yield from flush()
-        finally:
-            # Stopped early (Ctrl-C, consumer broke out): drop the decodes not started yet.
-            decoding_allowed.set()
-            for _, future in in_flight:
-                future.cancel()
+        if pending:
+            yield from flush()
+    finally:
+        # Stopped early (Ctrl-C, consumer broke out): release paused decoders, drop the rest.
+        decoding_allowed.set()
+        decoded.close()

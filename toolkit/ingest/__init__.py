@@ -34,10 +34,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from toolkit.concurrency import ordered_map
 from toolkit.devtools import Request, path, send
 from toolkit.errors import DimsMismatch, ImageError, NotFound, ToolkitError, mapped
 from toolkit.images.sources import SourceItem, string_dict
-from toolkit.ingest.fetch import Fetched, FetchError, fetch, ordered_map
+from toolkit.ingest.fetch import Fetched, FetchError, fetch
 from toolkit.ingest.ledger import (
     SKIP_ALREADY,
     SKIP_DUPLICATE,

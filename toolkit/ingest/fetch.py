@@ -13,19 +13,12 @@ import socket
 import time
 import urllib.error
 import urllib.request
-from collections import deque
-from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
 
 from toolkit.images.sources import is_url
 
-T = TypeVar("T")
-R = TypeVar("R")
-
-USER_AGENT = "toolkit-ingest/0.1 (+https://github.com/elastic/elasticsearch)"
+USER_AGENT = "toolkit-ingest/0.1"
 # Statuses worth another try: the server or a proxy is busy or briefly broken.
 RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 _CHUNK = 1 << 16
@@ -168,44 +161,3 @@ def fetch(location: str, *, timeout: float = 20.0, retries: int = 3,
         raise FetchError("read", f"cannot read file: {exc.strerror or exc}") from None
     return Fetched(sha256=sha, size=size, path=path)
 
-
-def ordered_map(func: Callable[[T], R], items: Iterable[T], *, workers: int,
-                depth: int | None = None) -> Iterator[tuple[T, R | BaseException]]:
-    """``(item, func(item) or the exception it raised)`` in input order, ``workers`` threads at a time.
-
-    At most ``depth`` (default ``2 * workers``) items are in flight, so a slow item holds back the
-    output but never lets the input run ahead without bound. Pending work is cancelled when the
-    consumer stops early.
-
-    Example:
-        >>> [r for _, r in ordered_map(len, ["a", "bb"], workers=2)]
-        [1, 2]
-    """
-    depth = max(1, depth or 2 * workers)
-    in_flight: deque[tuple[T, Future[R]]] = deque()
-    iterator = iter(items)
-    exhausted = False
-    pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="fetch")
-    try:
-        while True:
-            while not exhausted and len(in_flight) < depth:
-                try:
-                    item = next(iterator)
-                except StopIteration:
-                    exhausted = True
-                    break
-                in_flight.append((item, pool.submit(func, item)))
-            if not in_flight:
-                return
-            item, future = in_flight.popleft()
-            result: R | BaseException
-            try:
-                result = future.result()
-            except Exception as exc:  # the item's own failure, returned in its place
-                result = exc
-            yield item, result
-    finally:
-        for _, future in in_flight:
-            future.cancel()
-        # Do not wait for a slow download to finish when the run stops (Ctrl-C, lost cluster).
-        pool.shutdown(wait=False, cancel_futures=True)
