@@ -313,7 +313,8 @@ def embed_paths(
     decoded = ordered_map(decode, items, workers=max(1, workers), depth=depth, thread_name="decode")
     try:
         for item, result in decoded:
-            if isinstance(result, BaseException):  # decode returns its errors; only a bug raises
+            if isinstance(result, BaseException) and not isinstance(result, ImageError):
+                # decode returns its own ImageErrors; only a bug in it raises
                 result = ImageError(str(item), f"cannot decode image: {type(result).__name__}: {result}")
             pending.append((item, result))
             if not isinstance(result, ImageError):

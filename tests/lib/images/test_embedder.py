@@ -100,7 +100,8 @@ def test_embed_paths_keeps_order_and_reports_errors_per_item(tmp_path):
     errors = {item.name: result for item, result in results if isinstance(result, ImageError)}
     assert set(errors) == {"broken.jpg", "empty.png"}
     assert errors["broken.jpg"].path == str(tmp_path / "broken.jpg")
-    assert "not an image" in errors["broken.jpg"].reason and "empty" in errors["empty.png"].reason
+    assert errors["broken.jpg"].reason == "not an image (unrecognized file format)"
+    assert errors["empty.png"].reason == "empty file (0 bytes)"
     colours = [_red_channel(result) for _, result in results if not isinstance(result, ImageError)]
     assert colours == [i * 7 % 256 for i in range(12)]
     assert fake.batches == [4, 4, 4]
