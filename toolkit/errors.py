@@ -149,8 +149,9 @@ def _error_parts(exc: Any) -> tuple[int | None, str, str]:
         err_type = str(err.get("type", ""))
         reason = str(err.get("reason", reason))
         causes = err.get("root_cause") or []
-        if not reason and causes:
-            reason = str(causes[0].get("reason", ""))
+        # "all shards failed" says nothing: the shard's own error is in root_cause.
+        if causes and (not reason or reason == "all shards failed"):
+            reason = str(causes[0].get("reason", "")) or reason
     elif isinstance(body, dict) and "error" in body:
         reason = str(body["error"])
     return status, err_type, reason

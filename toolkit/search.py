@@ -23,6 +23,7 @@ Example::
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -532,9 +533,13 @@ def explain(exc: ClusterError, request: Request) -> ToolkitError:
                         f"({getattr(exc, 'reason', None) or exc.message})", what="model", name=model,
                         hint="run `toolkit deploy-model` (text_model.model_id / deployment_id must match)")
     if isinstance(exc, RequestFailed) and ("dims" in reason or "dimension" in reason):
-        return DimsMismatch(f"the query vector does not fit the index: {exc.reason}",
-                            hint="use the image model the index was built with (image_model.name), "
-                                 "or re-create the index with the matching index.image_dims")
+        if "query_vector_builder" in json.dumps(request.body):
+            hint = ("the text model's embedding size must equal the index's image vector dims: deploy the "
+                    "text model that shares the image model's space (`toolkit deploy-model --model ...`)")
+        else:
+            hint = ("use the image model the index was built with (image_model.name), or re-create the "
+                    "index with the matching index.image_dims")
+        return DimsMismatch(f"the query vector does not fit the index: {exc.reason}", hint=hint)
     return exc
 
 

@@ -36,7 +36,11 @@ def main(argv: list[str] | None = None) -> int:
         ml_nodes=args.ml_nodes,
         ml_memory_bytes=args.ml_memory_bytes,
     )
-    server = make_server(cluster, args.host, args.port, api_key=args.api_key, password=args.password)
+    try:
+        server = make_server(cluster, args.host, args.port, api_key=args.api_key, password=args.password)
+    except OSError as exc:
+        print(f"cannot listen on {args.host}:{args.port}: {exc.strerror}", file=sys.stderr)
+        return 1
     host, port = server.server_address[:2]
     stop = threading.Event()
 

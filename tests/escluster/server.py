@@ -788,12 +788,13 @@ class ESServer(ThreadingHTTPServer):
         api_key: str | None = None,
         password: str | None = None,
     ) -> None:
+        # Set before binding: a failed bind calls server_close(), which needs _stop.
+        self._stop = threading.Event()
         super().__init__(address, _RequestHandler)
         self.cluster = cluster
         self.router = build_router(cluster)
         self.api_key = api_key
         self.password = password
-        self._stop = threading.Event()
         self._ticker = threading.Thread(target=self._tick, name="escluster-refresh", daemon=True)
         self._ticker.start()
 

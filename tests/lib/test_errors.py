@@ -81,3 +81,14 @@ def test_every_error_class_has_its_own_exit_code() -> None:
     codes = [c.exit_code for c in classes]
     assert len(codes) == len(set(codes)), {c.__name__: c.exit_code for c in classes}
     assert all(code not in (0, 1) for code in codes)
+
+
+def test_all_shards_failed_reports_the_shards_own_reason() -> None:
+    meta = elastic_transport.ApiResponseMeta(status=400, http_version="1.1", headers=elastic_transport.HttpHeaders(),
+                                             duration=0.0, node=elastic_transport.NodeConfig("http", "x", 9200))
+    cause = "The query vector has a different number of dimensions [512] than the document vectors [64]."
+    body = {"error": {"root_cause": [{"type": "illegal_argument_exception", "reason": cause}],
+                      "type": "search_phase_execution_exception", "reason": "all shards failed"}, "status": 400}
+    mapped = errors.from_elasticsearch(elasticsearch.BadRequestError(message="x", meta=meta, body=body))
+    assert isinstance(mapped, errors.RequestFailed)
+    assert mapped.reason == cause

@@ -225,13 +225,22 @@ def test_run_returns_typed_hits(settings):
      "--image"),
     (api_error(400, "search_phase_execution_exception",
                "the query vector has a different number of dimensions [4] than the document vectors [8]"),
-     DimsMismatch, "index.image_dims"),
+     DimsMismatch, "toolkit deploy-model"),  # a text query: the text model's size is what differs
 ])
 def test_cluster_errors_come_with_their_fix(settings, error, expected, fix):
     client = FakeClient({("POST", "/pics/_search"): error})
     with pytest.raises(expected) as info:
         s.run(client, s.text_query("x", settings))
     assert fix in info.value.hint
+
+
+def test_image_query_dims_error_points_at_the_image_model(settings):
+    client = FakeClient({("POST", "/pics/_search"): api_error(
+        400, "search_phase_execution_exception",
+        "the query vector has a different number of dimensions [4] than the document vectors [8]")})
+    with pytest.raises(DimsMismatch) as info:
+        s.run(client, s.image_query([0.5] * 4, settings, s.SearchOptions(), index="pics"))
+    assert "index.image_dims" in info.value.hint and "image_model.name" in info.value.hint
 
 
 def test_rrf_license_error_hint(settings):

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 
 from toolkit.cli import ConfigOpt, EsUrlOpt, JsonOpt, app, settings_from
 from toolkit.cli.output import err, info, print_json
@@ -133,9 +134,11 @@ def _print_summary(report: Any) -> None:
     for reason, n in sorted(report.skipped_reasons.items()):
         info(f"  skipped {n}: {reason}")
     for example in report.skipped_examples[:5]:
-        info(f"    {example['position'] or example['id']}: {example['reason']}")
+        info(f"    {escape(example['position'] or example['id'])}: {escape(example['reason'])}")
     for stage, n in sorted(report.failed_reasons.items()):
         info(f"  failed {n} at {stage}")
+        for example in (e for e in report.failed_examples if e["stage"] == stage):
+            info(f"    {escape(example['location'])}: {escape(example['reason'])}")
     if report.ignored_files:
         info(f"  {report.ignored_files} files without an image extension were not read")
     if report.failures_file:

@@ -219,9 +219,18 @@ def _load_sentence_transformer(model: str, device: str) -> Any:
     except ImportError as exc:  # pragma: no cover - install problem
         raise ModelError("sentence-transformers is not installed", hint="pip install toolkit") from exc
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)  # the legacy CLIPModel module type
-            st_model = SentenceTransformer(model, device=device)
+        from transformers.utils import logging as hf_logging
+
+        # transformers logs advice about its "slow" image processor; we never use the processor to
+        # run images (toolkit.images.decode does), so the advice is noise on the user's terminal.
+        previous = hf_logging.get_verbosity()
+        hf_logging.set_verbosity_error()  # type: ignore[no-untyped-call]
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)  # the legacy CLIPModel module type
+                st_model = SentenceTransformer(model, device=device)
+        finally:
+            hf_logging.set_verbosity(previous)
     except Exception as exc:  # many foreign types (OSError, HF hub, JSON): one message
         raise ModelError(f"cannot load image model {model!r}: {type(exc).__name__}: {exc}",
                          hint="check --image-model (a sentence-transformers CLIP id or directory)") from exc

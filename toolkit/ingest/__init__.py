@@ -100,6 +100,8 @@ class IngestReport:
     failed_reasons: dict[str, int] = field(default_factory=dict)
     skipped_examples: list[dict[str, str]] = field(default_factory=list)
     """The first few skipped items of each reason: ``{"id", "position", "reason"}``."""
+    failed_examples: list[dict[str, str]] = field(default_factory=list)
+    """The first few failed items of each stage: ``{"location", "stage", "reason"}``."""
     ignored_files: int = 0
     interrupted: bool = False
     error: ToolkitError | None = None
@@ -525,7 +527,7 @@ def ingest(
         failures_file=str(ledger.failures_file) if ledger.failures_file else None,
         seconds=ledger.progress().seconds,
         skipped_reasons=dict(ledger.skipped_reasons), failed_reasons=dict(ledger.failed_reasons),
-        skipped_examples=list(ledger.skipped_examples),
+        skipped_examples=list(ledger.skipped_examples), failed_examples=list(ledger.failed_examples),
         ignored_files=int(getattr(source, "ignored_files", 0)),
         interrupted=interrupted, error=error,
     )

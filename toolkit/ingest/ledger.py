@@ -88,6 +88,7 @@ class Ledger:
     skipped_reasons: Counter[str] = field(default_factory=Counter)
     skipped_examples: list[dict[str, str]] = field(default_factory=list)
     failed_reasons: Counter[str] = field(default_factory=Counter)
+    failed_examples: list[dict[str, str]] = field(default_factory=list)
     started: float = field(default_factory=time.monotonic)
     failures_file: Path | None = None
     _fh: IO[str] | None = None
@@ -131,6 +132,9 @@ class Ledger:
         self._write(failure_record(item, doc_id=doc_id, stage=stage, reason=reason))
 
     def _write(self, record: dict[str, Any]) -> None:
+        if self.failed_reasons[record["stage"]] <= MAX_EXAMPLES:
+            self.failed_examples.append({"location": str(record.get("location") or record.get("id") or ""),
+                                         "stage": record["stage"], "reason": record["reason"]})
         if self._fh is None:
             self.failures_path.parent.mkdir(parents=True, exist_ok=True)
             self._fh = open(self.failures_path, "w", encoding="utf-8")  # noqa: SIM115 - closed in close()
