@@ -189,6 +189,11 @@ def _dims_check(client: Elasticsearch, settings: Settings, planned: list[asset_m
             if want and have and int(have) != int(want):
                 problems.append(f"index {index_name} maps '{field}' with {have} dims but the {what} "
                                 f"outputs {want}")
+        # Text-to-image search embeds the text with the text model and compares it with image vectors.
+        image_have = props.get(f.image_vector, {}).get("dims")
+        if caption_dims and image_have and int(image_have) != int(caption_dims):
+            problems.append(f"the text model outputs {caption_dims} dims but index {index_name} holds "
+                            f"{image_have}-dim image vectors: text queries cannot search the images")
     try:
         asset_mod.check_dims(planned, settings, image_dims=image_model_dims(settings),
                              caption_dims=int(caption_dims) if caption_dims else None)

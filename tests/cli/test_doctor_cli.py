@@ -133,3 +133,20 @@ def test_human_output_names_the_fix(escluster_factory) -> None:
     assert result.exit_code == 14
     assert "fail license" in " ".join(result.output.split())
     assert "fix: start a 30-day trial" in result.output
+
+
+def test_text_model_that_cannot_search_the_images(escluster) -> None:
+    # Image side consistent (64-dim tiny CLIP, 64-dim index), but the text model outputs 512.
+    pathlib.Path("toolkit.yaml").write_text(
+        f"text_model:\n  hub_id: {tiny_text_model()}\n  model_id: tiny-text\n"
+        f"image_model:\n  name: {tiny_clip_model()}\nindex:\n  image_dims: 64\n")
+    from toolkit.cluster import make_client
+    from toolkit.settings import load_settings
+    from toolkit.textmodel import deploy
+
+    settings = load_settings(overrides={"elasticsearch.url": escluster.url})
+    deploy(make_client(settings), settings, skip_parity=True)
+    assert runner.invoke(app, ["setup", "--es-url", escluster.url]).exit_code == 0
+    code, data = doctor(escluster.url)
+    assert code == 22
+    assert "text queries cannot search the images" in check(data, "dims")["message"]
