@@ -41,3 +41,4 @@ def test_bad_config_file_exits_with_the_key_and_line() -> None:
     assert result.exit_code == 3
     assert "toolkit.yaml:3" in result.output and "index.replicaz" in result.output
     assert "Traceback" not in result.output
+

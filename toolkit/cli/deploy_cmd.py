@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 
 from toolkit.cli import ConfigOpt, EsUrlOpt, JsonOpt, app, settings_from
 from toolkit.cli.output import err, info, print_json, print_text
@@ -112,7 +113,7 @@ def deploy_model_command(
             "unchanged": "already uploaded and started: nothing to do", "replaced": "replaced and started"}
     info(f"[green]{report.action}[/] model [bold]{report.model_id}[/] as deployment "
          f"[bold]{report.deployment_id}[/]: {verb[report.action]}")
-    info(f"  source {report.source} @ {report.revision}")
+    info(f"  source {escape(report.source)} @ {report.revision}")
     if report.state is not None:
         threads_used = report.state.threads_per_allocation
         info(f"  state {report.state.describe()}, {threads_used} thread(s) per allocation")
@@ -125,7 +126,7 @@ def deploy_model_command(
         info("  parity [yellow]skipped[/] (--skip-parity): in-cluster embeddings were not compared with the "
              "local model, and their dims not with the index template")
     for warning in report.warnings:
-        info(f"[yellow]warning:[/] {warning}")
+        info(f"[yellow]warning:[/] {escape(warning)}")
     info("Try it in Kibana Dev Tools:")
     print_text(report.devtools)
 

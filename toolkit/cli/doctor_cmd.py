@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from toolkit.cli import ConfigOpt, EsUrlOpt, app, settings_from
 from toolkit.cli.output import out, print_json, scrub
@@ -36,7 +37,8 @@ def doctor_command(
                     "checks": [{k: v for k, v in c.as_dict().items() if k != "exit_code"} for c in results]})
     else:
         for c in results:
-            out.print(f"[{_STYLE[c.status]}]{c.status:<4}[/] {c.name:<10} {scrub(c.message)}", highlight=False)
+            out.print(f"[{_STYLE[c.status]}]{c.status:<4}[/] {c.name:<10} {escape(scrub(c.message))}",
+                      highlight=False)
             if c.fix and c.status in ("fail", "warn"):
-                out.print(f"                fix: {scrub(c.fix)}", highlight=False)
+                out.print(f"                fix: {escape(scrub(c.fix))}", highlight=False)
     raise typer.Exit(code)

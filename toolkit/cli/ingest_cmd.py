@@ -132,7 +132,7 @@ def _print_summary(report: Any) -> None:
          f"{report.skipped} skipped, [red]{report.failed} failed[/] in {report.seconds:.1f} s "
          f"({report.images_per_second:.1f} images/s)")
     for reason, n in sorted(report.skipped_reasons.items()):
-        info(f"  skipped {n}: {reason}")
+        info(f"  skipped {n}: {escape(reason)}")
     for example in report.skipped_examples[:5]:
         info(f"    {escape(example['position'] or example['id'])}: {escape(example['reason'])}")
     for stage, n in sorted(report.failed_reasons.items()):
@@ -142,7 +142,7 @@ def _print_summary(report: Any) -> None:
     if report.ignored_files:
         info(f"  {report.ignored_files} files without an image extension were not read")
     if report.failures_file:
-        info(f"failures: {report.failures_file} (retry with `toolkit ingest --retry-failures "
-             f"{report.failures_file}`)")
+        info(f"failures: {escape(str(report.failures_file))} (retry with `toolkit ingest --retry-failures "
+             f"{escape(str(report.failures_file))}`)")
     if not report.complete:
         info("run the same command with --resume to finish")

@@ -7,6 +7,7 @@ import sys
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 
 from toolkit.errors import ToolkitError
 
@@ -48,6 +49,7 @@ def info(message: str) -> None:
 
 def print_error(exc: ToolkitError) -> None:
     """The one place an expected failure becomes words: the message, then the fix."""
-    err.print(f"[bold red]error:[/] {scrub(exc.message)}", markup=True, highlight=False)
+    # Messages quote ES reasons such as "no such index [images]": escape them, or rich eats "[images]".
+    err.print(f"[bold red]error:[/] {escape(scrub(exc.message))}", markup=True, highlight=False)
     if exc.hint:
-        err.print(f"  [bold]fix:[/] {scrub(exc.hint)}", markup=True, highlight=False)
+        err.print(f"  [bold]fix:[/] {escape(scrub(exc.hint))}", markup=True, highlight=False)

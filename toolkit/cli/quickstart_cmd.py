@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from rich.markup import escape
 
 from toolkit.cli import ConfigOpt, EsUrlOpt, JsonOpt, app, settings_from
 from toolkit.cli.output import err, info, print_json, print_text
@@ -91,13 +92,13 @@ def quickstart_command(
         return tasks[key]
 
     def on_wait(seconds: float, why: str) -> None:
-        info(f"  still waiting for the cluster ({seconds:.0f}s): {why}")
+        info(f"  still waiting for the cluster ({seconds:.0f}s): {escape(why)}")
 
     def on_deploy(stage: str, done: int, total: int | None, detail: str) -> None:
         if stage == "upload" and total:
             progress.update(bar("upload", "uploading the model", total), completed=done)
         elif detail:
-            info(f"  {stage}: {detail}")
+            info(f"  {stage}: {escape(detail)}")
 
     def on_download(done: int, total: int | None) -> None:
         progress.update(bar("download", "downloading", total), completed=done)
@@ -110,7 +111,7 @@ def quickstart_command(
     with progress:
         report = quickstart(make_client(settings), settings, dataset=dataset, data_dir=data_dir,
                             dataset_url=dataset_url, limit=limit, wait=wait, skip_parity=skip_parity,
-                            on_step=lambda line: info(f"[bold]>[/] {line}"), on_wait=on_wait,
+                            on_step=lambda line: info(f"[bold]>[/] {escape(line)}"), on_wait=on_wait,
                             deploy_progress=on_deploy, download_progress=on_download, ingest_progress=on_ingest)
     if as_json:
         print_json(report.as_json())

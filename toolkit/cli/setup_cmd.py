@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from toolkit.cli import ConfigOpt, EsUrlOpt, JsonOpt, app, settings_from
 from toolkit.cli.output import info, print_json, print_text
@@ -50,5 +51,5 @@ def setup_command(
                     "warnings": report.warnings, "changed": report.changed})
         return
     for warning in report.warnings:
-        info(f"[yellow]warning:[/] {warning}")
+        info(f"[yellow]warning:[/] {escape(warning)}")
     info("setup done: " + ("changes applied" if report.changed else "nothing to change"))

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from toolkit.cli import ConfigOpt, EsUrlOpt, app, settings_from
 from toolkit.cli.output import info, print_json, print_text, scrub
@@ -45,7 +46,7 @@ def smoke_command(
 
     def show(check: SmokeCheck) -> None:
         mark = "[green]pass[/]" if check.passed else "[bold red]FAIL[/]"
-        info(f"{mark} {check.name:<14} {check.message} [dim]({check.seconds:.1f}s)[/]")
+        info(f"{mark} {check.name:<14} {escape(check.message)} [dim]({check.seconds:.1f}s)[/]")
 
     report = run_smoke(make_client(settings), settings, keep=keep, semantic=semantic, on_check=show)
     if junit_xml is not None:
