@@ -343,7 +343,7 @@ def vector_from_lookup(response: Mapping[str, Any], doc_id: str, settings: Setti
         raise NotFound(f"no document with id {doc_id!r} in {settings.index.alias!r}", what="document",
                        name=doc_id, hint="check the id (it is the `id` column of toolkit search output)")
     source = hits[0].get("_source") or {}
-    vector = _dig(source, settings.fields.image_vector)
+    vector = field_value(source, settings.fields.image_vector)
     if not isinstance(vector, list) or not vector:
         raise NotFound(f"document {doc_id!r} has no {settings.fields.image_vector!r} vector",
                        what="vector", name=doc_id,
@@ -351,7 +351,8 @@ def vector_from_lookup(response: Mapping[str, Any], doc_id: str, settings: Setti
     return [float(v) for v in vector]
 
 
-def _dig(source: Mapping[str, Any], dotted: str) -> Any:
+def field_value(source: Mapping[str, Any], dotted: str) -> Any:
+    """A (possibly dotted) field of a ``_source``: flat ``{"a.b": v}`` or nested ``{"a": {"b": v}}``."""
     if dotted in source:
         return source[dotted]
     cur: Any = source

@@ -203,15 +203,6 @@ def _doctor_checks(client: Elasticsearch, settings: Settings, checks: _Checks) -
             checks.add(SmokeCheck(name, False, found.message, seconds, found.fix))
 
 
-def _dig(source: dict[str, Any], dotted: str) -> Any:
-    node: Any = source
-    for part in dotted.split("."):
-        if not isinstance(node, dict) or part not in node:
-            return None
-        node = node[part]
-    return node
-
-
 def simulate_request(pipeline: str, caption_field: str, caption: str = PIPELINE_CAPTION) -> Request:
     """``POST _ingest/pipeline/<pipeline>/_simulate`` with one document holding ``caption``."""
     return Request("POST", f"_ingest/pipeline/{path(pipeline)}/_simulate",
@@ -236,11 +227,11 @@ def check_pipeline(client: Elasticsearch, settings: Settings) -> str:
         raise ToolkitError(f"pipeline '{name}' failed: {error.get('reason', error)}",
                            hint="run `toolkit doctor`; `toolkit setup` reinstalls the pipeline")
     source = (doc.get("doc") or {}).get("_source") or {}
-    failure = _dig(source, "ingest_error.message")
+    failure = s.field_value(source, "ingest_error.message")
     if failure:
         raise ToolkitError(f"pipeline '{name}' could not embed the caption: {failure}",
                            hint="the text model must be deployed and started: `toolkit deploy-model`")
-    vector = _dig(source, f.caption_vector)
+    vector = s.field_value(source, f.caption_vector)
     if not isinstance(vector, list) or not vector:
         raise ToolkitError(f"pipeline '{name}' returned no '{f.caption_vector}' for a caption",
                            hint="run `toolkit setup` to reinstall the pipeline from the asset files")
@@ -367,7 +358,7 @@ def run_smoke(client: Elasticsearch, settings: Settings, *, keep: bool = False, 
         docs = stored_vectors(client, tmp)
         state["docs"] = docs
         missing = [doc_id for doc_id, src in docs.items() if src.get(settings.fields.caption)
-                   and not _dig(src, settings.fields.caption_vector)]
+                   and not s.field_value(src, settings.fields.caption_vector)]
         if len(docs) != report.indexed:
             raise ToolkitError(f"{report.indexed} photos indexed but {len(docs)} found in {name}")
         if missing:
@@ -384,7 +375,7 @@ def run_smoke(client: Elasticsearch, settings: Settings, *, keep: bool = False, 
         embedding = cluster_embeddings(client, deployment, [TEXT_QUERY])[0]
         docs: dict[str, dict[str, Any]] = state["docs"]
         field_name = settings.fields.image_vector
-        vectors = {doc_id: _dig(src, field_name) for doc_id, src in docs.items()}
+        vectors = {doc_id: s.field_value(src, field_name) for doc_id, src in docs.items()}
         dims = {len(v) for v in vectors.values() if isinstance(v, list)}
         if dims and len(embedding) not in dims:
             raise DimsMismatch(f"the text model '{deployment}' outputs {len(embedding)} dims but the image "

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from toolkit.devtools import send
+from toolkit.devtools import Request, send
 from toolkit.errors import ClusterError, ModelError, NotFound, RequestFailed
 from toolkit.textmodel.requests import (
     StartOptions,
@@ -233,29 +233,28 @@ def wait_ready(client: Elasticsearch, model_id: str, deployment_id: str, *, time
         time.sleep(poll_interval)
 
 
-def stop(client: Elasticsearch, deployment_id: str, *, force: bool = False) -> bool:
-    """Stop a deployment; False when there was none to stop."""
+def _send_unless_missing(client: Elasticsearch, request: Request, *, doing: str, force: bool, verb: str) -> bool:
+    """Send a stop/delete; False when there was nothing to act on. A model that ingest pipelines use
+    is refused by ES unless forced: say which flag forces it."""
     try:
-        send(client, stop_request(deployment_id, force=force), doing=f"stopping deployment {deployment_id}")
+        send(client, request, doing=doing)
     except NotFound:
         return False
     except RequestFailed as exc:
         if "referenced by ingest processors" in (exc.reason or "") and not force:
             raise RequestFailed(exc.message, status=exc.status, error_type=exc.error_type,
-                                reason=exc.reason, hint="pass --force to stop it anyway") from exc
+                                reason=exc.reason, hint=f"pass --force to {verb} it anyway") from exc
         raise
     return True
+
+
+def stop(client: Elasticsearch, deployment_id: str, *, force: bool = False) -> bool:
+    """Stop a deployment; False when there was none to stop."""
+    return _send_unless_missing(client, stop_request(deployment_id, force=force), force=force, verb="stop",
+                                doing=f"stopping deployment {deployment_id}")
 
 
 def delete(client: Elasticsearch, model_id: str, *, force: bool = False) -> bool:
     """Delete a trained model; False when there was none."""
-    try:
-        send(client, delete_request(model_id, force=force), doing=f"deleting trained model {model_id}")
-    except NotFound:
-        return False
-    except RequestFailed as exc:
-        if "referenced by ingest processors" in (exc.reason or "") and not force:
-            raise RequestFailed(exc.message, status=exc.status, error_type=exc.error_type,
-                                reason=exc.reason, hint="pass --force to delete it anyway") from exc
-        raise
-    return True
+    return _send_unless_missing(client, delete_request(model_id, force=force), force=force, verb="delete",
+                                doing=f"deleting trained model {model_id}")
