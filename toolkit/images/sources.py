@@ -30,7 +30,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import IO, Literal
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from toolkit.errors import ValidationError
@@ -217,6 +217,13 @@ class ManifestSource(Source):
         return out
 
     def __iter__(self) -> Iterator[SourceItem]:
+        try:
+            yield from self._rows()
+        except UnicodeDecodeError as exc:
+            raise _not_utf8(self.path, "manifest", exc,
+                            hint="save the manifest as UTF-8 text (e.g. export as 'CSV UTF-8')") from exc
+
+    def _rows(self) -> Iterator[SourceItem]:
         with self._open() as fh:
             sample = fh.read(16384)
             fh.seek(0)
@@ -260,6 +267,11 @@ class ManifestSource(Source):
                                  metadata=metadata, position=position)
 
 
+def _not_utf8(path: Path, what: str, exc: UnicodeDecodeError, *, hint: str) -> ValidationError:
+    """The error for a source file that is not UTF-8 text (a binary file, a Latin-1 export)."""
+    return ValidationError(f"{what} {path} is not UTF-8 text ({exc.reason})", hint=hint)
+
+
 def _resolve(base: Path, value: str) -> Path:
     path = Path(value).expanduser()
     return path if path.is_absolute() else base / path
@@ -282,12 +294,19 @@ class UrlListSource(Source):
             raise ValidationError(f"cannot read {self.path}: {exc.strerror or exc}",
                                   hint="check the path") from exc
         with fh:
-            for number, line in enumerate(fh, start=1):
-                value = line.strip()
-                if not value or value.startswith("#"):
-                    continue
-                location = value if is_url(value) else str(_resolve(self.path.parent, value))
-                yield SourceItem(location=location, position=f"{self.path.name}:{number}")
+            try:
+                for number, line in enumerate(fh, start=1):
+                    value = line.strip()
+                    if not value or value.startswith("#"):
+                        continue
+                    location = value if is_url(value) else str(_resolve(self.path.parent, value))
+                    yield SourceItem(location=location, position=f"{self.path.name}:{number}")
+            except UnicodeDecodeError as exc:
+                # Often an image whose extension is not one we read (.heic, .avif): auto-detection took it
+                # for a list of URLs.
+                raise _not_utf8(self.path, "URL list", exc, hint=(
+                    "a URL list is UTF-8 text, one URL or path a line; images need one of the extensions "
+                    f"{', '.join(sorted(IMAGE_EXTENSIONS))} (or fix --kind)")) from exc
 
 
 def unsplash_image_url(photo_image_url: str, width: int = UNSPLASH_WIDTH) -> str:
@@ -316,13 +335,17 @@ def _tsv_rows(files: list[Path]) -> Iterator[tuple[str, dict[str, str]]]:
     for file in files:
         with open(file, encoding="utf-8", newline="") as fh:
             reader = csv.reader(fh, delimiter="\t")
-            for row in reader:
-                if header is None or (reader.line_num == 1 and "photo_id" in row):
-                    header = [h.strip() for h in row]
-                    continue
-                if not any(row):
-                    continue
-                yield f"{file.name}:{reader.line_num}", dict(zip(header, row, strict=False))
+            try:
+                for row in reader:
+                    if header is None or (reader.line_num == 1 and "photo_id" in row):
+                        header = [h.strip() for h in row]
+                        continue
+                    if not any(row):
+                        continue
+                    yield f"{file.name}:{reader.line_num}", dict(zip(header, row, strict=False))
+            except UnicodeDecodeError as exc:
+                raise _not_utf8(file, "Unsplash file", exc,
+                                hint="use the dataset's own TSV files, unzipped as downloaded") from exc
 
 
 def is_unsplash_folder(folder: Path) -> bool:
@@ -413,28 +436,35 @@ class FailuresSource(Source):
             raise ValidationError(f"cannot read failures file {self.path}: {exc.strerror or exc}",
                                   hint="pass a file written by toolkit ingest to --retry-failures") from exc
         with fh:
-            for number, line in enumerate(fh, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    record = json.loads(line)
-                    if not isinstance(record, dict):
-                        raise ValueError("not an object")
-                except ValueError as exc:
-                    raise ValidationError(
-                        f"{self.path}:{number}: not a failures record ({exc})",
-                        hint="pass a file written by toolkit ingest to --retry-failures") from exc
-                metadata = record.get("metadata") or {}
-                yield SourceItem(
-                    location=str(record.get("location") or ""),
-                    # source_id (absent in hand-written files): None means "derive from the content".
-                    id=_opt_str(record["source_id"] if "source_id" in record else record.get("id")),
-                    caption=_opt_str(record.get("caption")),
-                    label=_opt_str(record.get("label")),
-                    relation_id=_opt_str(record.get("relation_id")),
-                    metadata=string_dict(metadata),
-                    position=str(record.get("position") or f"{self.path.name}:{number}"),
-                )
+            try:
+                yield from self._records(fh)
+            except UnicodeDecodeError as exc:
+                raise _not_utf8(self.path, "failures file", exc,
+                                hint="pass a file written by toolkit ingest to --retry-failures") from exc
+
+    def _records(self, fh: IO[str]) -> Iterator[SourceItem]:
+        for number, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+                if not isinstance(record, dict):
+                    raise ValueError("not an object")
+            except ValueError as exc:
+                raise ValidationError(
+                    f"{self.path}:{number}: not a failures record ({exc})",
+                    hint="pass a file written by toolkit ingest to --retry-failures") from exc
+            metadata = record.get("metadata") or {}
+            yield SourceItem(
+                location=str(record.get("location") or ""),
+                # source_id (absent in hand-written files): None means "derive from the content".
+                id=_opt_str(record["source_id"] if "source_id" in record else record.get("id")),
+                caption=_opt_str(record.get("caption")),
+                label=_opt_str(record.get("label")),
+                relation_id=_opt_str(record.get("relation_id")),
+                metadata=string_dict(metadata),
+                position=str(record.get("position") or f"{self.path.name}:{number}"),
+            )
 
 
 def string_dict(value: object) -> dict[str, str]:
