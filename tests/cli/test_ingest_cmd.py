@@ -76,3 +76,15 @@ def test_source_and_retry_failures_are_exclusive(tmp_path: Path) -> None:
     result = runner.invoke(app, ["ingest", str(tmp_path), "--retry-failures", str(failures)])
     assert result.exit_code == ValidationError.exit_code, result.output
     assert "--retry-failures" in result.output
+
+
+def test_retry_failures_refuses_to_write_the_file_it_reads(tmp_path: Path) -> None:
+    # Writing failures into the file being retried truncated it at the first failure: records lost.
+    failures = tmp_path / "f.jsonl"
+    record = {"location": str(tmp_path / "gone.jpg"), "stage": "read", "reason": "missing"}
+    failures.write_text(json.dumps(record) + "\n")
+    result = runner.invoke(app, ["ingest", "--retry-failures", str(failures), "--failures-file",
+                                 str(tmp_path / "." / "f.jsonl")])
+    assert result.exit_code == ValidationError.exit_code, result.output
+    assert "--failures-file" in result.output
+    assert json.loads(failures.read_text()) == record

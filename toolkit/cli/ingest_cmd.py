@@ -75,6 +75,12 @@ def ingest_command(
     if retry_failures is None and source is None:
         raise ValidationError("nothing to ingest", hint="pass a SOURCE (folder, manifest, URL list) or "
                                                         "--retry-failures FILE")
+    if retry_failures is not None and failures_file is not None \
+            and failures_file.resolve() == retry_failures.resolve():
+        # The ledger truncates the failures file at the first failure while the retry still reads it.
+        raise ValidationError("--failures-file is the file being retried: writing it would lose the records "
+                              "not yet read", hint="drop --failures-file (a new file is written) or name "
+                                                   "another file")
     if kind not in SOURCE_KINDS:
         raise ValidationError(f"unknown --kind {kind!r}", hint=f"use --kind {' | '.join(SOURCE_KINDS)}")
     if retry_failures is not None:
