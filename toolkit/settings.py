@@ -385,7 +385,14 @@ def _config_error(exc: PydanticValidationError, origins: dict[str, str], file_li
         msg = f"unknown key '{key}'" + (f" (known keys here: {', '.join(known)})" if known else "")
         return ConfigError(msg, key=key, file=file_name, line=file_lines.get(key),
                            hint="remove or rename the key; `toolkit config show` lists every key")
-    detail = first["msg"]
+    # pydantic prefixes validator messages with "Value error, "; the key already says what is wrong.
+    detail = str(first["msg"]).removeprefix("Value error, ")
+    if not key:
+        # A rule across keys: say where each key it names came from (env, flag or file line), not the file.
+        named = [f"{k} from {origins[k]}" for k in sorted(origins) if k in detail]
+        return ConfigError(f"invalid settings: {detail}" + (f" ({'; '.join(named)})" if named else ""),
+                           hint="set the missing key or remove the one that needs it (where each comes "
+                                "from is in parentheses)")
     if origin.startswith("env:"):
         return ConfigError(f"{origin[4:]}: invalid value for '{key}': {detail}", key=key,
                            hint=f"fix the environment variable {origin[4:]}")

@@ -68,6 +68,16 @@ def test_bad_environment_value_names_the_variable(tmp_path: Path) -> None:
     assert "ES_VERIFY_CERTS" in info.value.message
 
 
+def test_password_without_username_names_where_it_came_from_not_the_file(tmp_path: Path) -> None:
+    write(tmp_path, "index:\n  alias: photos\n")
+    with pytest.raises(ConfigError) as info:
+        load_settings(environ={"ES_PASSWORD": "pa55word"}, cwd=tmp_path)
+    message = info.value.message
+    assert message.startswith("invalid settings: elasticsearch.password is set but elasticsearch.username")
+    assert "env:ES_PASSWORD" in message and "toolkit.yaml" not in message and "Value error" not in message
+    assert info.value.hint
+
+
 def test_invalid_yaml_reports_the_line(tmp_path: Path) -> None:
     write(tmp_path, "index:\n  alias: [unclosed\n")
     with pytest.raises(ConfigError) as info:
