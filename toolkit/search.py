@@ -625,6 +625,16 @@ class Step:
     comment: str
     request: Request
 
+    def __post_init__(self) -> None:
+        # The comment carries user input (query text, ids, paths): one line, or a pasted console
+        # script would run whatever follows a newline as a request.
+        object.__setattr__(self, "comment", comment_line(self.comment))
+
+
+def comment_line(text: str) -> str:
+    """``text`` as one line for a ``#`` comment in a Kibana console script (line breaks become spaces)."""
+    return " ".join(text.splitlines())
+
 
 @dataclass
 class SearchOutcome:
@@ -773,7 +783,7 @@ def devtools_script(settings: Settings, *, text: str = "a dog playing in the sno
         parts.append(f"# {'=' * 78}\n# {title}\n# {'=' * 78}")
 
     def add(comment: str, request: Request) -> None:
-        parts.append(f"# {comment}\n{render(request)}")
+        parts.append(f"# {comment_line(comment)}\n{render(request)}")
 
     section("toolkit setup: ingest pipeline, component templates, index template, first index")
     for asset in plan(settings):

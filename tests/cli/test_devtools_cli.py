@@ -41,3 +41,11 @@ def test_devtools_prints_every_request_without_a_cluster():
     assert searches[0]["size"] == 4
     assert any(b.get("query") == {"ids": {"values": ["img-1"]}} for b in searches)
     assert any("retriever" in b for b in searches)
+
+
+def test_a_line_break_in_the_text_or_id_stays_inside_the_comment():
+    result = CliRunner().invoke(app, ["devtools", "--text", "a dog\nDELETE images", "--like", "x\nDELETE y"])
+    assert result.exit_code == 0, result.output
+    lines = [line for line, _ in requests_in(result.stdout)]
+    assert not [ln for ln in result.stdout.splitlines() if ln.startswith("DELETE")], lines
+    assert "# toolkit search \"a dog DELETE images\"" in result.stdout

@@ -158,3 +158,10 @@ def _config(dims: int) -> Path:
     path = Path.cwd() / "toolkit.yaml"
     path.write_text(f"index:\n  image_dims: {dims}\n", encoding="utf-8")
     return path
+
+
+def test_show_request_keeps_a_line_break_of_the_query_inside_the_comment():
+    for args in (["a dog\nDELETE images"], ["--like", "x\nDELETE images"]):
+        result = invoke(*args, "--dry-run", "--show-request", "--es-url", "http://127.0.0.1:9")
+        assert result.exit_code == 0, result.output
+        assert not [ln for ln in result.stdout.splitlines() if ln.startswith("DELETE")], result.stdout
