@@ -432,18 +432,20 @@ def run_smoke(client: Elasticsearch, settings: Settings, *, keep: bool = False, 
         return ", ".join(found)
 
     def cleanup() -> str:
+        if not created:
+            # Say so rather than claim to have kept or removed an index that never existed.
+            return f"nothing to remove: the temporary index {tmp.index.first_index} was never created"
         if keep:
             return (f"kept {tmp.index.first_index} (alias {name}), its templates and pipeline {name}; "
                     f"DELETE {tmp.index.first_index} when done")
-        removed = [f"index {tmp.index.first_index}"]
-        _delete(client, tmp.index.first_index)
+        removed = []
+        if _delete(client, tmp.index.first_index):
+            removed.append(f"index {tmp.index.first_index}")
         for asset in sorted(created, key=lambda a: ("index_template", "component_template", "pipeline",
                                                     "index").index(a.kind)):
-            if asset.kind == "index":
-                continue
-            _delete(client, asset.request.path)
-            removed.append(f"{asset.kind.replace('_', ' ')} {asset.name}")
-        return "removed " + ", ".join(removed)
+            if asset.kind != "index" and _delete(client, asset.request.path):
+                removed.append(f"{asset.kind.replace('_', ' ')} {asset.name}")
+        return "removed " + (", ".join(removed) or "nothing (none of it was left)")
 
     try:
         _doctor_checks(client, settings, checks)
@@ -459,9 +461,10 @@ def run_smoke(client: Elasticsearch, settings: Settings, *, keep: bool = False, 
     return SmokeReport(checks=checks.results, seconds=time.monotonic() - start, index=name, kept=keep)
 
 
-def _delete(client: Elasticsearch, target: str) -> None:
-    """DELETE a resource; absent is fine (cleanup after a partial run)."""
+def _delete(client: Elasticsearch, target: str) -> bool:
+    """DELETE a resource; absent is fine (cleanup after a partial run). True when it existed."""
     try:
         send(client, Request("DELETE", target), doing=f"deleting {target}")
     except NotFound:
-        pass
+        return False
+    return True

@@ -32,11 +32,11 @@ def configured(env, tmp_path, monkeypatch):
 
 
 def test_pass_prints_one_verdict_line_and_a_junit_report(env, configured):
-    result = runner.invoke(app, ["smoke", "--junit-xml", "smoke.xml"])
+    result = runner.invoke(app, ["smoke", "--junit-xml", "reports/ci/smoke.xml"])  # the folder is made
     assert result.exit_code == 0, result.output
     assert result.stdout.count("\n") == 1 and result.stdout.startswith("smoke: PASS 10/10 checks in ")
     assert "pass text_query" in result.stderr and "pass cleanup" in result.stderr
-    root = ET.parse(configured / "smoke.xml").getroot()
+    root = ET.parse(configured / "reports" / "ci" / "smoke.xml").getroot()
     assert root.tag == "testsuite" and root.get("tests") == "10" and root.get("failures") == "0"
     assert [c.get("name") for c in root.iter("testcase")][-1] == "cleanup"
     assert all(c.find("failure") is None for c in root.iter("testcase"))
@@ -87,3 +87,11 @@ def test_unreachable_cluster_fails_without_leaking_the_password(tmp_path, monkey
     report = (tmp_path / "smoke.xml").read_text()
     assert "s3cret-pass" not in result.output and "s3cret-pass" not in report
     assert ET.fromstring(report).get("failures") == ET.fromstring(report).get("tests")
+
+
+def test_an_unwritable_junit_xml_fails_before_the_checks(env, configured):
+    (configured / "afile").write_text("x")
+    result = runner.invoke(app, ["smoke", "--junit-xml", "afile/smoke.xml"])
+    assert result.exit_code == 4, result.output
+    assert "cannot write the JUnit report" in result.stderr and "--junit-xml" in result.stderr
+    assert "reachable" not in result.stderr  # nothing was run

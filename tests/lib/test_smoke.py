@@ -211,6 +211,8 @@ def test_model_stopped_fails_precisely_and_later_checks_say_why(env, embedder):
     assert check(report, "index_images").message == "not run: needs model_started"
     assert check(report, "text_query").message == "not run: needs index_images"
     assert check(report, "cleanup").passed and leftovers(client, report.index) == []
+    # nothing was created, and cleanup says so instead of claiming to have removed an index
+    assert check(report, "cleanup").message.startswith("nothing to remove"), check(report, "cleanup").message
 
 
 def test_pipeline_missing_fails_precisely(env, embedder):

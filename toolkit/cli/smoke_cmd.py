@@ -39,10 +39,18 @@ def smoke_command(
     Example: toolkit smoke --junit-xml smoke.xml
     """
     from toolkit.cluster import make_client
-    from toolkit.errors import CheckFailed
+    from toolkit.errors import CheckFailed, ValidationError
     from toolkit.smoke import SmokeCheck, run_smoke
 
     settings = settings_from(config=config, es_url=es_url, **{"image_model.name": image_model})
+    if junit_xml is not None:
+        # Fail before the minutes of checks, not with a traceback after them; CI paths like
+        # reports/smoke.xml get their folder.
+        try:
+            junit_xml.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ValidationError(f"cannot write the JUnit report {junit_xml}: {exc.strerror or exc}",
+                                  hint="fix --junit-xml (a file in a writable folder)") from exc
 
     def show(check: SmokeCheck) -> None:
         mark = "[green]pass[/]" if check.passed else "[bold red]FAIL[/]"
@@ -50,7 +58,11 @@ def smoke_command(
 
     report = run_smoke(make_client(settings), settings, keep=keep, semantic=semantic, on_check=show)
     if junit_xml is not None:
-        junit_xml.write_text(report.junit_xml(scrub=scrub), encoding="utf-8")
+        try:
+            junit_xml.write_text(report.junit_xml(scrub=scrub), encoding="utf-8")
+        except OSError as exc:
+            raise ValidationError(f"cannot write the JUnit report {junit_xml}: {exc.strerror or exc}",
+                                  hint="fix --junit-xml (a file in a writable folder)") from exc
     if as_json:
         print_json(report.as_json())
     else:
