@@ -18,7 +18,7 @@ from toolkit import assets as asset_mod
 from toolkit import cluster as cl
 from toolkit import errors
 from toolkit.devtools import Request, exists, path, send
-from toolkit.settings import Settings
+from toolkit.settings import Settings, mask_url
 
 if TYPE_CHECKING:
     from elasticsearch import Elasticsearch
@@ -83,6 +83,10 @@ def run_checks(client: Elasticsearch, settings: Settings, *, local_torch: str | 
         facts = cl.cluster_facts(client)
     except (errors.ConnectionFailed, errors.ClusterError) as exc:
         name = "reachable" if isinstance(exc, errors.ConnectionFailed) else "auth"
+        if name == "auth":
+            # It answered (with a refusal): say so, so every check keeps its row in the report.
+            results.append(Check("reachable", "ok", f"the cluster at {mask_url(settings.elasticsearch.url)} "
+                                                    "answered"))
         results.append(_fail(name, exc))
         rest = ["auth", "version", "license", "ml_nodes", "text_model", "assets", "index", "dims", "torch"]
         results += [Check(n, "skip", "skipped: the cluster did not answer") for n in rest if n != name]

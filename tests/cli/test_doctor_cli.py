@@ -69,6 +69,8 @@ def test_wrong_api_key(escluster_factory, monkeypatch) -> None:
     assert check(data, "auth")["status"] == "fail"
     assert "ES_API_KEY" in check(data, "auth")["fix"]
     assert "wrong-key" not in json.dumps(data)
+    assert check(data, "reachable")["status"] == "ok"
+    assert [c["name"] for c in data["checks"]][:3] == ["reachable", "auth", "version"]
 
 
 def test_right_api_key_passes_auth(escluster_factory, monkeypatch) -> None:
