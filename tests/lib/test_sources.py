@@ -175,3 +175,14 @@ def test_files_that_are_not_utf8_text_are_a_validation_error(tmp_path: Path) -> 
                          (FailuresSource(failures), "failures file"), (open_source(unsplash), "Unsplash file")):
         with pytest.raises(ValidationError, match=f"{what} .* is not UTF-8 text"):
             list(source)
+
+
+def test_urls_of_other_schemes_are_kept_as_given(tmp_path: Path) -> None:
+    # Path() folded "s3://b/x.jpg" into "<folder>/s3:/b/x.jpg", which then failed as "file not found"
+    # instead of fetch's "unsupported URL scheme".
+    listing = tmp_path / "list.txt"
+    listing.write_text("s3://bucket/a.jpg\nftp://host/b.jpg\n")
+    assert [i.location for i in open_source(listing)] == ["s3://bucket/a.jpg", "ftp://host/b.jpg"]
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("id,path\n1,s3://bucket/a.jpg\n2,pics/c.jpg\n")
+    assert [i.location for i in open_source(manifest)] == ["s3://bucket/a.jpg", str(tmp_path / "pics/c.jpg")]

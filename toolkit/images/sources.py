@@ -258,7 +258,7 @@ class ManifestSource(Source):
                 local = cell(cols["path"])
                 location = ""
                 if local:
-                    location = local if is_url(local) else str(_resolve(base, local))
+                    location = _location(base, local)
                 elif url:
                     location = url
                 metadata = {h: v for h in meta_cols if (v := cell(h)) is not None}
@@ -275,6 +275,15 @@ def _not_utf8(path: Path, what: str, exc: UnicodeDecodeError, *, hint: str) -> V
 def _resolve(base: Path, value: str) -> Path:
     path = Path(value).expanduser()
     return path if path.is_absolute() else base / path
+
+
+# Any "scheme://": such a value is a URL, never a path (Path() would fold "s3://b/x" into "s3:/b/x").
+_SCHEME = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
+
+
+def _location(base: Path, value: str) -> str:
+    """A path or URL as given in a list or manifest: URLs (any scheme) kept, paths resolved against ``base``."""
+    return value if _SCHEME.match(value) else str(_resolve(base, value))
 
 
 class UrlListSource(Source):
@@ -299,7 +308,7 @@ class UrlListSource(Source):
                     value = line.strip()
                     if not value or value.startswith("#"):
                         continue
-                    location = value if is_url(value) else str(_resolve(self.path.parent, value))
+                    location = _location(self.path.parent, value)
                     yield SourceItem(location=location, position=f"{self.path.name}:{number}")
             except UnicodeDecodeError as exc:
                 # Often an image whose extension is not one we read (.heic, .avif): auto-detection took it
