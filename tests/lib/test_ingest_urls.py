@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import threading
 import time
@@ -83,6 +84,18 @@ def test_download_cap_retry_and_404(images: ImageServer) -> None:
     assert images.requests.count("/missing.jpg") == 1  # a 404 is not retried
     with pytest.raises(FetchError, match="too large"):
         download(f"{images.url}/a.jpg", max_bytes=100)
+
+
+@pytest.mark.parametrize("url", ["http://exa mple.com/a.jpg", "https://[::1/x.jpg"])
+def test_malformed_url_fails_at_download_at_once(url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Before: InvalidURL was retried with backoff (seconds lost per line), a ValueError escaped as stage "read".
+    sleeps: list[float] = []
+    fetch_module = importlib.import_module("toolkit.ingest.fetch")  # toolkit.ingest.fetch is also a function
+    monkeypatch.setattr(fetch_module.time, "sleep", sleeps.append)
+    with pytest.raises(FetchError, match="invalid URL") as caught:
+        download(url, retries=3, backoff=5)
+    assert caught.value.stage == "download"
+    assert sleeps == []  # not retried
 
 
 def test_url_list_ingests_and_records_every_download_failure(escluster: Any, images: ImageServer,

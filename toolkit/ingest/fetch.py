@@ -85,6 +85,9 @@ def download(url: str, *, timeout: float = 20.0, retries: int = 3, max_bytes: in
             return _download_once(url, timeout=timeout, max_bytes=max_bytes)
         except FetchError:
             raise
+        except (ValueError, http.client.InvalidURL) as exc:
+            # A malformed URL (spaces, a broken IPv6 host) fails the same way on every try.
+            raise FetchError("download", f"invalid URL: {exc}") from None
         except urllib.error.HTTPError as exc:
             reason = f"HTTP {exc.code} {exc.reason}"
             if exc.code not in RETRY_STATUSES:
