@@ -88,3 +88,11 @@ def test_retry_failures_refuses_to_write_the_file_it_reads(tmp_path: Path) -> No
     assert result.exit_code == ValidationError.exit_code, result.output
     assert "--failures-file" in result.output
     assert json.loads(failures.read_text()) == record
+
+
+def test_column_flags_on_a_source_that_is_not_a_manifest_are_refused(tmp_path: Path) -> None:
+    # They were silently ignored: ids and labels the user asked for never reached the documents.
+    good_images(tmp_path / "imgs", 1)
+    result = runner.invoke(app, ["ingest", str(tmp_path / "imgs"), "--label-column", "label"])
+    assert result.exit_code == ValidationError.exit_code, result.output
+    assert "--label-column" in result.output and "manifest" in result.output

@@ -83,6 +83,10 @@ def ingest_command(
                                                    "another file")
     if kind not in SOURCE_KINDS:
         raise ValidationError(f"unknown --kind {kind!r}", hint=f"use --kind {' | '.join(SOURCE_KINDS)}")
+    column_flags = [flag for flag, value in (
+        ("--id-column", id_column), ("--path-column", path_column), ("--url-column", url_column),
+        ("--caption-column", caption_column), ("--label-column", label_column),
+        ("--relation-column", relation_column), ("--metadata-columns", metadata_columns)) if value is not None]
     if retry_failures is not None:
         items: Any = FailuresSource(retry_failures)
     else:
@@ -92,6 +96,12 @@ def ingest_command(
             metadata=tuple(c.strip() for c in metadata_columns.split(",") if c.strip())
             if metadata_columns is not None else None)
         items = open_source(source or "", kind=kind, columns=columns)  # type: ignore[arg-type]
+    if column_flags and getattr(items, "kind", "") != "manifest":
+        # Otherwise silently ignored: the user believes ids/labels come from columns that were never read.
+        raise ValidationError(
+            f"column flags ({', '.join(column_flags)}) apply to a CSV/TSV manifest only, and "
+            f"{source if source is not None else retry_failures} is read as {getattr(items, 'kind', '?')}",
+            hint="drop the column flags, or pass the manifest (--kind manifest for another extension)")
     client = make_client(settings)
 
     report = _run_with_progress(lambda on_progress: ingest(
