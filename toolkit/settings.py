@@ -274,6 +274,8 @@ def _yaml_lines(text: str, file: str) -> tuple[dict[str, Any], dict[str, int]]:
 
     try:
         node = yaml.compose(text)
+        # Tags such as !!python/object pass compose but not safe_load: both are the user's YAML to fix.
+        data = yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         raise ConfigError(f"not valid YAML: {getattr(exc, 'problem', exc)}", file=file,
@@ -290,7 +292,6 @@ def _yaml_lines(text: str, file: str) -> tuple[dict[str, Any], dict[str, int]]:
 
     if node is not None:
         walk(node, "")
-    data = yaml.safe_load(text) or {}
     if not isinstance(data, dict):
         raise ConfigError("the top level must be a mapping of sections (elasticsearch:, index:, ...)",
                           file=file, line=1)
@@ -348,9 +349,15 @@ def load_settings(*, config_path: str | Path | None = None, overrides: Mapping[s
             text = path.read_text(encoding="utf-8")
         except OSError as exc:
             raise ConfigError(f"cannot read the config file: {exc.strerror}", file=file_name) from exc
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"the config file is not UTF-8 text ({exc.reason} at byte {exc.start})",
+                              file=file_name, hint="save the file as UTF-8 YAML") from exc
         data, file_lines = _yaml_lines(text, file_name)
         for key in _flatten(data):
             origins[key] = f"file:{file_name}:{file_lines.get(key, 0)}"
+    elif explicit and path.exists():
+        raise ConfigError(f"config file {path} is not a file (a directory?)",
+                          hint="pass the YAML file itself to --config (or fix TOOLKIT_CONFIG)")
     elif explicit:
         raise ConfigError(f"config file {path} does not exist",
                           hint="pass an existing file to --config (or unset TOOLKIT_CONFIG)")

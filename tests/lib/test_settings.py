@@ -78,6 +78,24 @@ def test_password_without_username_names_where_it_came_from_not_the_file(tmp_pat
     assert info.value.hint
 
 
+@pytest.mark.parametrize(("content", "expected"), [
+    (b"index:\n  alias: !custom photos\n", "not valid YAML"),
+    (b"index:\n  alias: !!python/object:os.system x\n", "not valid YAML"),
+    (b"\xff\xfeindex: 1\n", "not UTF-8"),
+])
+def test_unloadable_config_file_is_a_config_error(tmp_path: Path, content: bytes, expected: str) -> None:
+    (tmp_path / "toolkit.yaml").write_bytes(content)
+    with pytest.raises(ConfigError) as info:
+        load_settings(environ={}, cwd=tmp_path)
+    assert expected in info.value.message and info.value.hint
+
+
+def test_config_path_that_is_a_directory_says_so(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings(config_path=tmp_path, environ={})
+    assert "not a file" in info.value.message
+
+
 def test_invalid_yaml_reports_the_line(tmp_path: Path) -> None:
     write(tmp_path, "index:\n  alias: [unclosed\n")
     with pytest.raises(ConfigError) as info:
