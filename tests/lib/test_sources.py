@@ -186,3 +186,13 @@ def test_urls_of_other_schemes_are_kept_as_given(tmp_path: Path) -> None:
     manifest = tmp_path / "m.csv"
     manifest.write_text("id,path\n1,s3://bucket/a.jpg\n2,pics/c.jpg\n")
     assert [i.location for i in open_source(manifest)] == ["s3://bucket/a.jpg", str(tmp_path / "pics/c.jpg")]
+
+
+def test_directory_symlink_loops_are_walked_once(tmp_path: Path) -> None:
+    # Two links back to the root made the walk exponential (each image seen ~2**40 times).
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "x.jpg").write_bytes(b"x")
+    (tmp_path / "a" / "up").symlink_to(tmp_path)
+    (tmp_path / "a" / "up2").symlink_to(tmp_path)
+    (tmp_path / "b").symlink_to(tmp_path / "a")
+    assert [i.position for i in open_source(tmp_path)] == ["a/x.jpg"]

@@ -104,9 +104,14 @@ class DirectorySource(Source):
 
     def __iter__(self) -> Iterator[SourceItem]:
         self.ignored_files = 0
+        self._visited: set[Path] = set()
         yield from self._walk(self.path)
 
     def _walk(self, folder: Path) -> Iterator[SourceItem]:
+        real = folder.resolve()
+        if real in self._visited:
+            return  # a symlink back to a folder already walked (a loop would never end)
+        self._visited.add(real)
         try:
             entries = sorted(folder.iterdir(), key=lambda p: p.name)
         except OSError as exc:
