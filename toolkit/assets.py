@@ -136,6 +136,11 @@ def _load_json(file: Path) -> dict[str, Any]:
     except json.JSONDecodeError as exc:
         raise ConfigError(f"not valid JSON: {exc.msg}", file=str(file), line=exc.lineno,
                           hint="fix the asset file") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"not UTF-8 text ({exc.reason} at byte {exc.start})", file=str(file),
+                          hint="save the asset file as UTF-8 JSON") from exc
+    except OSError as exc:
+        raise ConfigError(f"cannot read the asset file: {exc.strerror}", file=str(file)) from exc
     if not isinstance(data, dict):
         raise ConfigError("an asset file must hold one JSON object", file=str(file))
     return data

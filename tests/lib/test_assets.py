@@ -76,6 +76,15 @@ def test_asset_folder_with_bad_json_is_reported(tmp_path: Path) -> None:
         assets.load_assets(load_settings(environ={}), tmp_path)
 
 
+def test_asset_file_that_is_not_utf8_is_reported(tmp_path: Path) -> None:
+    (tmp_path / "index-templates" / "components").mkdir(parents=True)
+    (tmp_path / "ingest-pipelines").mkdir()
+    (tmp_path / "ingest-pipelines" / "caption-embedding.json").write_bytes(b'\xff{"processors": []}')
+    with pytest.raises(ConfigError, match="not UTF-8") as info:
+        assets.load_assets(load_settings(environ={}), tmp_path)
+    assert "caption-embedding.json" in info.value.message
+
+
 def test_shipped_assets_are_plain_json() -> None:
     root = assets.default_assets_dir()
     files = list((root / "index-templates").rglob("*.json")) + list((root / "ingest-pipelines").glob("*.json"))
