@@ -146,6 +146,16 @@ def test_resolve_source_rejects_a_missing_directory(tmp_path):
         resolve_source(str(tmp_path / "nope" / "model"))
 
 
+def test_trace_refuses_a_clip_image_model_before_eland(tmp_path):
+    model = tmp_path / "clip"
+    model.mkdir()
+    (model / "modules.json").write_text(json.dumps(
+        [{"idx": 0, "name": "0", "path": "0_CLIPModel", "type": "sentence_transformers.models.CLIPModel"}]))
+    with pytest.raises(ModelError, match="CLIP image\\+text model") as info:
+        trace(str(model), tmp_path / "out")
+    assert "clip-ViT-B-32-multilingual-v1" in (info.value.hint or "")
+
+
 # -- parity maths ---------------------------------------------------------------------------------
 
 PROBES2 = [("en", "a"), ("de", "b")]

@@ -88,6 +88,7 @@ def trace(hub_id_or_dir: str | ModelSource, out_dir: str | Path, *, max_sequence
     src = hub_id_or_dir if isinstance(hub_id_or_dir, ModelSource) else resolve_source(str(hub_id_or_dir))
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    _refuse_clip_models(src)
     max_len = max_sequence_length or st_max_seq_length(src.local_dir)
     try:
         from eland.ml.pytorch.transformers import TransformerModel
@@ -116,6 +117,21 @@ def trace(hub_id_or_dir: str | ModelSource, out_dir: str | Path, *, max_sequence
     config_path = out / CONFIG_FILE
     config_path.write_text(json.dumps(config, indent=2), encoding="utf-8")
     return TracedModel(model_path=Path(model_path), vocab_path=Path(vocab_path), config=config)
+
+
+def _refuse_clip_models(src: ModelSource) -> None:
+    """A CLIP image+text model (``clip-ViT-B-32``, the image model) cannot run as a text_embedding model;
+    eland would fail on it with an unrelated-looking tokenizer error, so say what went wrong first."""
+    modules = src.local_dir / "modules.json"
+    try:
+        types = [str(m.get("type", "")) for m in json.loads(modules.read_text(encoding="utf-8"))]
+    except (OSError, ValueError, AttributeError, TypeError):
+        return  # not a sentence-transformers layout we can read: eland has its say
+    if any(t.endswith("CLIPModel") for t in types):
+        raise ModelError(f"{src.source} is a CLIP image+text model (the image model), not a text encoder "
+                         "that Elasticsearch can run",
+                         hint="deploy its multilingual text encoder instead: --model "
+                              "sentence-transformers/clip-ViT-B-32-multilingual-v1 (text_model.hub_id)")
 
 
 @contextlib.contextmanager
