@@ -10,8 +10,8 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from toolkit.errors import MLNodeError, UnsupportedVersion, mapped
-from toolkit.settings import Settings
+from toolkit.errors import ConfigError, MLNodeError, UnsupportedVersion, mapped
+from toolkit.settings import Settings, mask_url
 
 if TYPE_CHECKING:
     from elasticsearch import Elasticsearch
@@ -51,8 +51,15 @@ def make_client(settings: Settings) -> Elasticsearch:
         kwargs["ca_certs"] = es.ca_certs
     if es.url.startswith("https"):
         kwargs["verify_certs"] = es.verify_certs
-    with mapped("connecting"):
-        return Elasticsearch(es.url, **kwargs)
+    try:
+        with mapped("connecting"):
+            return Elasticsearch(es.url, **kwargs)
+    except ValueError as exc:
+        # The client's own message repeats the URL, password included: word it here, masked.
+        raise ConfigError(f"elasticsearch.url '{mask_url(es.url)}' is not a URL the client can use: it needs "
+                          "a scheme (http or https), a host and, for http, a port",
+                          key="elasticsearch.url",
+                          hint="set ES_URL / --es-url like http://localhost:9200 or https://host:443") from exc
 
 
 def parse_version(number: str) -> tuple[int, int, int]:

@@ -152,3 +152,12 @@ def test_text_model_that_cannot_search_the_images(escluster) -> None:
     code, data = doctor(escluster.url)
     assert code == 22
     assert "text queries cannot search the images" in check(data, "dims")["message"]
+
+
+@pytest.mark.parametrize("url", ["http://elastic:Pw9secret@127.0.0.1", "localhost:9200", "http://h:notaport"])
+def test_url_the_client_cannot_use_is_a_config_error_without_the_password(url: str) -> None:
+    for command in (["doctor"], ["undeploy"]):
+        result = runner.invoke(app, [*command, "--es-url", url])
+        assert result.exit_code == 3, result.output
+        assert "is not a URL the client can use" in result.output
+        assert "Pw9secret" not in result.output
