@@ -166,3 +166,32 @@ def test_real_cluster_deploys_the_default_model_with_parity(monkeypatch):
         assert report["parity"]["min_cosine"] >= 0.9999 and report["parity"]["dims"] == 512
     finally:
         runner.invoke(app, ["undeploy", "--model-id", "toolkit-test-clip-text", "--delete", "--force"])
+
+
+def test_undeploy_against_a_server_that_is_not_elasticsearch_fails(tmp_path):
+    import http.server
+    import threading
+
+    class NotFoundHandler(http.server.BaseHTTPRequestHandler):
+        """Answers 404 to every path but / (like a web server or Kibana on the wrong port)."""
+
+        def do_GET(self) -> None:
+            self.send_response(200 if self.path == "/" else 404)
+            self.send_header("Content-Type", "text/html")
+            self.end_headers()
+            self.wfile.write(b"<html>hello</html>")
+
+        do_POST = do_DELETE = do_GET
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), NotFoundHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        result = undeploy(f"http://127.0.0.1:{server.server_address[1]}", "--delete")
+    finally:
+        server.shutdown()
+    assert result.exit_code == 10, result.output
+    assert "not Elasticsearch" in result.output
+    assert "was not running" not in result.output

@@ -332,6 +332,9 @@ def undeploy(client: Elasticsearch, settings: Settings, *, delete: bool = False,
     tm = settings.text_model
     model_id = validate_id(tm.cluster_model_id)
     deployment_id = validate_id(tm.cluster_deployment_id, what="deployment id", flag="--deployment-id")
+    # Stop and delete read a 404 as "nothing there": make sure it is Elasticsearch answering, not another
+    # server on the URL (Kibana's port, say), or undeploy would report success having done nothing.
+    cluster_facts(client)
     stopped = False
     if delete:
         for dep in deployments(client, model_id):
