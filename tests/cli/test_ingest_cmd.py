@@ -96,3 +96,21 @@ def test_column_flags_on_a_source_that_is_not_a_manifest_are_refused(tmp_path: P
     result = runner.invoke(app, ["ingest", str(tmp_path / "imgs"), "--label-column", "label"])
     assert result.exit_code == ValidationError.exit_code, result.output
     assert "--label-column" in result.output and "manifest" in result.output
+
+
+def test_summary_lists_skipped_examples_under_their_own_reason(config: Path, tmp_path: Path) -> None:
+    # The examples of every reason used to follow the last reason's line, "already indexed" ones under
+    # "duplicate id in the source".
+    good_images(tmp_path / "imgs", 2)
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("id,path\nA,imgs/img000.jpg\nB,imgs/img001.jpg\nA,imgs/img001.jpg\n")
+    first = runner.invoke(app, ["ingest", str(manifest), "--config", str(config)])
+    assert first.exit_code == 0, first.output
+    again = runner.invoke(app, ["ingest", str(manifest), "--resume", "--config", str(config)])
+    assert again.exit_code == 0, again.output
+    lines = [line.strip() for line in again.stderr.splitlines()]
+    already = lines.index("skipped 2: already indexed")
+    duplicate = lines.index("skipped 1: duplicate id in the source")
+    assert lines[already + 1:already + 3] == ["m.csv:2: already indexed (--resume)",
+                                              "m.csv:3: already indexed (--resume)"]
+    assert lines[duplicate + 1].startswith("m.csv:4: duplicate id in the source")

@@ -149,8 +149,9 @@ def _print_summary(report: Any) -> None:
          f"({report.images_per_second:.1f} images/s)")
     for reason, n in sorted(report.skipped_reasons.items()):
         info(f"  skipped {n}: {escape(reason)}")
-    for example in report.skipped_examples[:5]:
-        info(f"    {escape(example['position'] or example['id'])}: {escape(example['reason'])}")
+        # Each example under its own reason (its text starts with the reason, then the detail).
+        for example in [e for e in report.skipped_examples if e["reason"].startswith(reason)][:5]:
+            info(f"    {escape(example['position'] or example['id'])}: {escape(example['reason'])}")
     for stage, n in sorted(report.failed_reasons.items()):
         info(f"  failed {n} at {stage}")
         for example in (e for e in report.failed_examples if e["stage"] == stage):
