@@ -82,7 +82,9 @@ def run_checks(client: Elasticsearch, settings: Settings, *, local_torch: str | 
     try:
         facts = cl.cluster_facts(client)
     except (errors.ConnectionFailed, errors.ClusterError) as exc:
-        name = "reachable" if isinstance(exc, errors.ConnectionFailed) else "auth"
+        # Only a refused login is an auth failure; no answer, or an answer from another server, is not reachable.
+        refused = isinstance(exc, (errors.AuthenticationFailed, errors.AuthorizationFailed))
+        name = "auth" if refused else "reachable"
         if name == "auth":
             # It answered (with a refusal): say so, so every check keeps its row in the report.
             results.append(Check("reachable", "ok", f"the cluster at {mask_url(settings.elasticsearch.url)} "

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from toolkit import assets as asset_mod
+from toolkit.cluster import cluster_facts
 from toolkit.devtools import Request, path, send
 from toolkit.errors import ModelError, NotFound
 from toolkit.settings import Settings
@@ -71,6 +72,8 @@ def setup(client: Elasticsearch, settings: Settings, *, assets_dir: Path | None 
     """
     report = SetupReport()
     assets = plan(settings, assets_dir)
+    # First a request that says whether Elasticsearch answers at all (not a web server or Kibana's port).
+    cluster_facts(client)
     image_dims = image_model_dims(settings)
     if image_dims is None:
         report.warnings.append(f"could not read the output dims of image model "

@@ -161,3 +161,14 @@ def test_url_the_client_cannot_use_is_a_config_error_without_the_password(url: s
         assert result.exit_code == 3, result.output
         assert "is not a URL the client can use" in result.output
         assert "Pw9secret" not in result.output
+
+
+def test_a_server_that_is_not_elasticsearch_fails_reachable_not_auth() -> None:
+    from tests.cli.test_setup_cli import not_elasticsearch
+
+    with not_elasticsearch() as url:
+        code, data = doctor(url)
+    assert code == 10
+    assert check(data, "reachable")["status"] == "fail"
+    assert "not Elasticsearch" in check(data, "reachable")["message"]
+    assert status(data)["auth"] == "skip"

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import http.server
 import json
 import pathlib
 import re
+import threading
+from collections.abc import Iterator
 
 import pytest
 import requests
@@ -106,3 +110,32 @@ def test_setup_reports_unreachable_cluster(escluster) -> None:
     code, out = setup("http://127.0.0.1:9")
     assert code == 11, out
     assert "cannot reach the cluster" in out and "Traceback" not in out
+
+
+@contextlib.contextmanager
+def not_elasticsearch() -> Iterator[str]:
+    """A web server on the URL instead of Elasticsearch (200 at /, 404 elsewhere, no PUT): its URL."""
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200 if self.path == "/" else 404)
+            self.send_header("Content-Type", "text/html")
+            self.end_headers()
+            self.wfile.write(b"<html>hello</html>")
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+
+
+def test_setup_says_when_the_url_is_not_elasticsearch() -> None:
+    with not_elasticsearch() as url:
+        code, out = setup(url)
+    assert code == 10, out
+    assert "not Elasticsearch" in out and "<html" not in out.lower()
