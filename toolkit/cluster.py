@@ -48,7 +48,14 @@ def make_client(settings: Settings) -> Elasticsearch:
         password = es.password.get_secret_value() if es.password else ""
         kwargs["basic_auth"] = (es.username, password)
     if es.ca_certs:
-        kwargs["ca_certs"] = es.ca_certs
+        from pathlib import Path
+
+        # Else the client reports a missing CA file as "cannot reach the cluster ([Errno 2] ...)".
+        if not Path(es.ca_certs).expanduser().is_file():
+            raise ConfigError(f"the CA certificate file {es.ca_certs} does not exist", key="elasticsearch.ca_certs",
+                              hint="point ES_CA_CERTS (elasticsearch.ca_certs) at the cluster's CA file "
+                                   "(http_ca.crt)")
+        kwargs["ca_certs"] = str(Path(es.ca_certs).expanduser())
     if es.url.startswith("https"):
         kwargs["verify_certs"] = es.verify_certs
     try:

@@ -172,3 +172,10 @@ def test_a_server_that_is_not_elasticsearch_fails_reachable_not_auth() -> None:
     assert check(data, "reachable")["status"] == "fail"
     assert "not Elasticsearch" in check(data, "reachable")["message"]
     assert status(data)["auth"] == "skip"
+
+
+def test_missing_ca_file_is_named_not_reported_as_unreachable(monkeypatch, tmp_path) -> None:
+    monkeypatch.setenv("ES_CA_CERTS", str(tmp_path / "nope.crt"))
+    result = runner.invoke(app, ["doctor", "--es-url", "https://127.0.0.1:9"])
+    assert result.exit_code == 3, result.output
+    assert "nope.crt does not exist" in result.output and "cannot reach" not in result.output
