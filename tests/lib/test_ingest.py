@@ -19,7 +19,7 @@ from tests.lib.ingest_helpers import (
     setup_index,
 )
 from toolkit.cluster import make_client
-from toolkit.errors import ConnectionFailed, DimsMismatch, NotFound
+from toolkit.errors import ConnectionFailed, DimsMismatch, NotFound, ValidationError
 from toolkit.images.sources import FailuresSource, open_source
 from toolkit.ingest import ingest
 
@@ -203,3 +203,17 @@ def test_tiny_clip_model_end_to_end(env: Any, tmp_path: Path) -> None:
     hit = clip.client.search(index=clip.settings.index.alias, size=1,
                              source_excludes=["image_embedding"])["hits"]["hits"][0]["_source"]
     assert hit["image_model"] == str(tiny_clip_model())
+
+
+def test_unwritable_failures_file_fails_before_any_work(env: Any, tmp_path: Path) -> None:
+    # It was a traceback (IsADirectoryError) at the first failed item, mid-run.
+    good_images(tmp_path / "imgs", 1)
+    (tmp_path / "imgs" / "broken.jpg").write_bytes(b"not an image")
+    embedder = CountingEmbedder()
+    not_a_folder = tmp_path / "file"
+    not_a_folder.write_text("")
+    for bad in (tmp_path / "imgs", not_a_folder / "failures.jsonl"):
+        with pytest.raises(ValidationError, match="failures file") as info:
+            env.run(open_source(tmp_path / "imgs"), embedder=embedder, failures_file=bad)
+        assert "--failures-file" in (info.value.hint or "")
+    assert embedder.embedded == 0

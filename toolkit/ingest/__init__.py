@@ -44,6 +44,7 @@ from toolkit.ingest.ledger import (
     SKIP_DUPLICATE,
     IngestProgress,
     Ledger,
+    check_failures_path,
     default_failures_path,
 )
 from toolkit.settings import Settings
@@ -451,7 +452,8 @@ def ingest(
 
     Raises:
         NotFound: the index does not exist (``toolkit setup``). DimsMismatch: the model's dims differ
-        from the index mapping's. ValidationError: a source that cannot be read.
+        from the index mapping's. ValidationError: a source that cannot be read, a failures file that
+        cannot be written.
 
     Example:
         >>> report = ingest(client, settings, source=open_source("reverse_image_search.csv"))
@@ -463,6 +465,8 @@ def ingest(
     from toolkit.images.embedder import embed_paths
 
     index_dims = check_index(client, settings)
+    failures_path = failures_file or default_failures_path()
+    check_failures_path(failures_path)  # before the model loads, not at the first failure mid-run
     model = settings.image_model.name
     if embedder is None:
         from toolkit.modelinfo import output_dims
@@ -477,7 +481,7 @@ def ingest(
     model = str(getattr(embedder, "model_name", model))
     _check_dims(int(embedder.dims), index_dims, settings, model)
 
-    ledger = Ledger(failures_path=failures_file or default_failures_path(), on_progress=on_progress)
+    ledger = Ledger(failures_path=failures_path, on_progress=on_progress)
     run = _Run(client, settings, ledger, resume=resume)
     ingested_at = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
     ing = settings.ingest

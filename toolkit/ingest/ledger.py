@@ -7,6 +7,7 @@ The ledger is the one place outcomes are recorded, so the summary always adds up
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -15,6 +16,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 
+from toolkit.errors import ValidationError
 from toolkit.images.sources import SourceItem
 
 #: Failure stages, in pipeline order (the ``stage`` of a failures record).
@@ -50,6 +52,27 @@ def default_failures_path(cwd: Path | None = None) -> Path:
         n += 1
         candidate = folder / f"toolkit-failures-{stamp}-{n}.jsonl"
     return candidate
+
+
+def check_failures_path(path: Path) -> None:
+    """Raise now, before any work, when failed items could not be written to ``path``.
+
+    Raises:
+        ValidationError: ``path`` is a folder, or its nearest existing folder is a file or not writable.
+
+    Example:
+        >>> check_failures_path(Path("out/failures.jsonl"))  # ``out`` is created at the first failure
+    """
+    hint = "pass a writable file path to --failures-file"
+    if path.is_dir():
+        raise ValidationError(f"failures file {path} is a folder", hint=hint)
+    folder = path.absolute().parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise ValidationError(f"cannot create the failures file {path}: {folder} is not a folder", hint=hint)
+    if not os.access(folder, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise ValidationError(f"cannot write the failures file {path}: permission denied", hint=hint)
 
 
 def failure_record(item: SourceItem, *, doc_id: str | None, stage: str, reason: str) -> dict[str, Any]:
@@ -136,8 +159,13 @@ class Ledger:
             self.failed_examples.append({"location": str(record.get("location") or record.get("id") or ""),
                                          "stage": record["stage"], "reason": record["reason"]})
         if self._fh is None:
-            self.failures_path.parent.mkdir(parents=True, exist_ok=True)
-            self._fh = open(self.failures_path, "w", encoding="utf-8")  # noqa: SIM115 - closed in close()
+            try:
+                self.failures_path.parent.mkdir(parents=True, exist_ok=True)
+                self._fh = open(self.failures_path, "w", encoding="utf-8")  # noqa: SIM115 - closed in close()
+            except OSError as exc:  # checked before the run (check_failures_path); this is a late surprise
+                raise ValidationError(f"cannot write the failures file {self.failures_path}: "
+                                      f"{exc.strerror or exc}",
+                                      hint="pass a writable file path to --failures-file") from exc
             self.failures_file = self.failures_path
         self._fh.write(json.dumps(record, ensure_ascii=False) + "\n")
         # Flushed per line: a crash or Ctrl-C keeps every failure recorded so far.
