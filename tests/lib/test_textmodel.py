@@ -166,6 +166,15 @@ def test_compare_identical_passes():
     assert report.passed and report.min_cosine == pytest.approx(1.0) and report.max_abs_diff == 0.0
 
 
+@pytest.mark.parametrize("order", [0, 1])
+def test_compare_fails_when_the_cluster_returns_nan(order):
+    nan = float("nan")
+    cluster = [[nan, nan], [1.0, 2.0]] if order == 0 else [[1.0, 2.0], [nan, nan]]
+    report = compare(cluster, [[1.0, 2.0], [1.0, 2.0]], PROBES2, template_dims=2)
+    assert not report.passed
+    assert "min cosine nan" in report.problems[0]
+
+
 def test_compare_names_a_missing_dense_layer():
     report = compare([[1.0] * 32] * 2, [[1.0] * 512] * 2, PROBES2, template_dims=512)
     assert not report.passed

@@ -133,9 +133,12 @@ def compare(cluster: list[list[float]], local: list[list[float]], probes: Probes
     if template_dims is not None and cluster_dims != template_dims:
         problems.append(f"the index template maps the caption vector with {template_dims} dims but the "
                         f"deployed model returns {cluster_dims}")
-    low = min((r.cosine for r in results), default=float("nan"))
-    if results and low < min_cosine:
-        worst = min(results, key=lambda r: r.cosine)
+    # NaN (an embedding of NaNs) must fail, and compares False both ways: test for "not good enough".
+    failing = [r for r in results if not r.cosine >= min_cosine]
+    nans = [r for r in results if math.isnan(r.cosine)]
+    low = float("nan") if nans else min((r.cosine for r in results), default=float("nan"))
+    if failing:
+        worst = nans[0] if nans else min(failing, key=lambda r: r.cosine)
         problems.append(f"embeddings differ: min cosine {low:.6f} < {min_cosine} (worst probe "
                         f"'{worst.language}'); probably tokenization (vocabulary, lower-casing), the maximum "
                         "sequence length, a different model under this id, or the torch version used to "
