@@ -93,7 +93,7 @@ def run_checks(client: Elasticsearch, settings: Settings, *, local_torch: str | 
         rest = ["auth", "version", "license", "ml_nodes", "text_model", "assets", "index", "dims", "torch"]
         results += [Check(n, "skip", "skipped: the cluster did not answer") for n in rest if n != name]
         return results
-    results.append(Check("reachable", "ok", f"Elasticsearch {facts.version} at {settings.elasticsearch.url}"))
+    results.append(Check("reachable", "ok", f"Elasticsearch {facts.version} at {mask_url(settings.elasticsearch.url)}"))
     results.append(Check("auth", "ok", "credentials accepted" if settings.secrets() else "no security needed"))
 
     try:

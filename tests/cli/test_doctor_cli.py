@@ -179,3 +179,17 @@ def test_missing_ca_file_is_named_not_reported_as_unreachable(monkeypatch, tmp_p
     result = runner.invoke(app, ["doctor", "--es-url", "https://127.0.0.1:9"])
     assert result.exit_code == 3, result.output
     assert "nope.crt does not exist" in result.output and "cannot reach" not in result.output
+
+
+def test_library_checks_never_carry_the_url_password(escluster_factory, monkeypatch) -> None:
+    """The CLI scrubs what it prints; the checks themselves (library callers print them) must not hold it."""
+    from toolkit import doctor as doctor_lib
+    from toolkit.cluster import make_client
+    from toolkit.settings import load_settings
+
+    es = escluster_factory(password="Url-Pa55word")
+    url = es.url.replace("http://", "http://elastic:Url-Pa55word@")
+    settings = load_settings(overrides={"elasticsearch.url": url}, environ={})
+    results = doctor_lib.run_checks(make_client(settings), settings)
+    assert next(c for c in results if c.name == "reachable").status == "ok"
+    assert "Url-Pa55word" not in json.dumps([c.as_dict() for c in results])
