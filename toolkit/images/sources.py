@@ -190,11 +190,7 @@ class ManifestSource(Source):
         self.delimiter = ","
 
     def _open(self) -> io.TextIOWrapper:
-        try:
-            return open(self.path, encoding="utf-8-sig", newline="")  # noqa: SIM115 - closed by caller
-        except OSError as exc:
-            raise ValidationError(f"cannot read manifest {self.path}: {exc.strerror or exc}",
-                                  hint="check the path") from exc
+        return _open_text(self.path, "manifest", hint="check the path", encoding="utf-8-sig", newline="")
 
     def resolve(self, header: list[str]) -> dict[str, str | None]:
         """Map each field to its column name in ``header`` (ValidationError naming the flag)."""
@@ -272,6 +268,16 @@ class ManifestSource(Source):
                                  metadata=metadata, position=position)
 
 
+def _open_text(path: Path, what: str, *, hint: str, encoding: str = "utf-8",
+               newline: str | None = None) -> io.TextIOWrapper:
+    """Open a source file for reading; an OS error becomes a ValidationError naming the file."""
+    try:
+        return open(path, encoding=encoding, newline=newline)  # noqa: SIM115 - closed by the caller
+    except OSError as exc:
+        name = f"{what} {path}" if what else str(path)
+        raise ValidationError(f"cannot read {name}: {exc.strerror or exc}", hint=hint) from exc
+
+
 def _not_utf8(path: Path, what: str, exc: UnicodeDecodeError, *, hint: str) -> ValidationError:
     """The error for a source file that is not UTF-8 text (a binary file, a Latin-1 export)."""
     return ValidationError(f"{what} {path} is not UTF-8 text ({exc.reason})", hint=hint)
@@ -302,11 +308,7 @@ class UrlListSource(Source):
     kind = "urls"
 
     def __iter__(self) -> Iterator[SourceItem]:
-        try:
-            fh = open(self.path, encoding="utf-8-sig")  # noqa: SIM115
-        except OSError as exc:
-            raise ValidationError(f"cannot read {self.path}: {exc.strerror or exc}",
-                                  hint="check the path") from exc
+        fh = _open_text(self.path, "", hint="check the path", encoding="utf-8-sig")
         with fh:
             try:
                 for number, line in enumerate(fh, start=1):
@@ -444,11 +446,8 @@ class FailuresSource(Source):
     kind = "failures"
 
     def __iter__(self) -> Iterator[SourceItem]:
-        try:
-            fh = open(self.path, encoding="utf-8")  # noqa: SIM115
-        except OSError as exc:
-            raise ValidationError(f"cannot read failures file {self.path}: {exc.strerror or exc}",
-                                  hint="pass a file written by toolkit ingest to --retry-failures") from exc
+        fh = _open_text(self.path, "failures file",
+                        hint="pass a file written by toolkit ingest to --retry-failures")
         with fh:
             try:
                 yield from self._records(fh)
