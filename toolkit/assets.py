@@ -225,7 +225,7 @@ class AssetResult:
     outcome: Outcome
 
 
-def _stored_hash(client: Elasticsearch, asset: Asset) -> str | None:
+def stored_hash(client: Elasticsearch, asset: Asset) -> str | None:
     """The stored ``_meta.toolkit_hash`` of an asset; None when absent. '' when it exists without one."""
     try:
         stored = send(client, Request("GET", asset.get_path), doing=f"reading {asset.kind} {asset.name}")
@@ -256,7 +256,7 @@ def install(client: Elasticsearch, assets: list[Asset]) -> Iterator[AssetResult]
             send(client, asset.request, doing=f"creating index {asset.name}")
             yield AssetResult("index", asset.name, "created")
             continue
-        stored = _stored_hash(client, asset)
+        stored = stored_hash(client, asset)
         if stored == asset.body["_meta"]["toolkit_hash"]:
             yield AssetResult(asset.kind, asset.name, "unchanged")
             continue

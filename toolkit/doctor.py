@@ -150,7 +150,7 @@ def run_checks(client: Elasticsearch, settings: Settings, *, local_torch: str | 
         for asset in planned:
             if asset.kind == "index":
                 continue
-            stored = asset_mod._stored_hash(client, asset)
+            stored = asset_mod.stored_hash(client, asset)
             if stored is None:
                 stale.append(f"{asset.kind.replace('_', ' ')} {asset.name} is missing")
             elif stored != asset.body["_meta"]["toolkit_hash"]:
@@ -183,13 +183,14 @@ def _dims_check(client: Elasticsearch, settings: Settings, planned: list[asset_m
         caption_dims = model.get("inference_config", {}).get("text_embedding", {}).get("embedding_size")
     problems: list[str] = []
     f = settings.fields
+    image_dims = image_model_dims(settings)  # reads the model's files (or the hub): once
     try:
         mapping = send(client, Request("GET", f"{path(settings.index.alias)}/_mapping"))
     except errors.NotFound:
         mapping = {}
     for index_name, body in mapping.items():
         props = body.get("mappings", {}).get("properties", {})
-        for field, want, what in ((f.image_vector, image_model_dims(settings), "image model"),
+        for field, want, what in ((f.image_vector, image_dims, "image model"),
                                   (f.caption_vector, caption_dims, "text model")):
             have = props.get(field, {}).get("dims")
             if want and have and int(have) != int(want):
@@ -201,7 +202,7 @@ def _dims_check(client: Elasticsearch, settings: Settings, planned: list[asset_m
             problems.append(f"the text model outputs {caption_dims} dims but index {index_name} holds "
                             f"{image_have}-dim image vectors: text queries cannot search the images")
     try:
-        asset_mod.check_dims(planned, settings, image_dims=image_model_dims(settings),
+        asset_mod.check_dims(planned, settings, image_dims=image_dims,
                              caption_dims=int(caption_dims) if caption_dims else None)
     except errors.DimsMismatch as exc:
         problems.append(exc.message)
