@@ -71,7 +71,17 @@ def variables(settings: Settings) -> dict[str, Any]:
         "FIELD_LABEL": f.label,
         "FIELD_RELATION_ID": f.relation_id,
         "FIELD_METADATA": f.metadata,
+        # Where the inference processor puts the model id and the truncation flag: next to the vector
+        # (InferenceResults.writeResultToField: the document root when the output field has no dot).
+        "CAPTION_RESULT_MODEL_ID": beside(f.caption_vector, "model_id"),
+        "CAPTION_RESULT_TRUNCATED": beside(f.caption_vector, "is_truncated"),
     }
+
+
+def beside(output_field: str, name: str) -> str:
+    """The path of ``name`` next to ``output_field`` (``a.b`` -> ``a.name``; ``b`` -> ``name``)."""
+    base, dot, _ = output_field.rpartition(".")
+    return f"{base}.{name}" if dot else name
 
 
 def render_value(value: Any, values: dict[str, Any], *, file: str) -> Any:
@@ -251,7 +261,8 @@ def install(client: Elasticsearch, assets: list[Asset]) -> Iterator[AssetResult]
         if asset.kind == "index":
             alias = next(iter(asset.body["aliases"]))
             if exists(client, path(alias), doing=f"checking alias {alias}"):
-                yield AssetResult("index", asset.name, "unchanged")
+                added = add_missing_fields(client, alias, template_properties(assets))
+                yield AssetResult("index", asset.name, "updated" if added else "unchanged")
                 continue
             send(client, asset.request, doing=f"creating index {asset.name}")
             yield AssetResult("index", asset.name, "created")
@@ -262,3 +273,43 @@ def install(client: Elasticsearch, assets: list[Asset]) -> Iterator[AssetResult]
             continue
         send(client, asset.request, doing=f"installing {asset.kind} {asset.name}")
         yield AssetResult(asset.kind, asset.name, "created" if stored is None else "updated")
+
+
+def template_properties(assets: list[Asset]) -> dict[str, Any]:
+    """The top-level mapping properties the rendered component templates define."""
+    props: dict[str, Any] = {}
+    for asset in assets:
+        if asset.kind == "component_template":
+            props.update(asset.body.get("template", {}).get("mappings", {}).get("properties", {}))
+    return props
+
+
+def missing_fields(client: Elasticsearch, alias: str, wanted: dict[str, Any]) -> dict[str, list[str]]:
+    """Per index behind ``alias``: the fields of ``wanted`` its mapping lacks (top level).
+
+    An index made by an older toolkit lacks fields the current pipeline writes; under ``"dynamic":
+    "strict"`` each such document would fail at indexing.
+    """
+    mapping = send(client, Request("GET", f"{path(alias)}/_mapping"), doing=f"reading the mapping of {alias}")
+    out: dict[str, list[str]] = {}
+    for index_name, body in sorted(mapping.items()):
+        have = (body.get("mappings") or {}).get("properties") or {}
+        lacking = [name for name in wanted if name not in have]
+        if lacking:
+            out[index_name] = lacking
+    return out
+
+
+def add_missing_fields(client: Elasticsearch, alias: str, wanted: dict[str, Any]) -> list[str]:
+    """Add the fields an existing index lacks (``PUT <alias>/_mapping``); the names added.
+
+    Only new fields are added: adding a field to a mapping is always allowed, changing one is not
+    (a changed vector field needs a new index, which ``toolkit migrate`` is for).
+    """
+    lacking = missing_fields(client, alias, wanted)
+    names = sorted({name for fields in lacking.values() for name in fields})
+    if names:
+        send(client, Request("PUT", f"{path(alias)}/_mapping",
+                             body={"properties": {name: wanted[name] for name in names}}),
+             doing=f"adding {', '.join(names)} to the mapping of {alias}")
+    return names

@@ -163,7 +163,7 @@ def run_checks(client: Elasticsearch, settings: Settings, *, local_torch: str | 
 
     alias = settings.index.alias
     if exists(client, path(alias)):
-        results.append(Check("index", "ok", f"index '{alias}' exists"))
+        results.append(_index_check(client, settings, planned))
     else:
         results.append(Check("index", "fail", f"index '{alias}' does not exist",
                              "run `toolkit setup` (it creates the first index behind the alias)",
@@ -172,6 +172,27 @@ def run_checks(client: Elasticsearch, settings: Settings, *, local_torch: str | 
     results.append(_dims_check(client, settings, planned, model))
     results.append(_torch_check(facts, local_torch))
     return results
+
+
+def _index_check(client: Elasticsearch, settings: Settings, planned: list[asset_mod.Asset]) -> Check:
+    """The index behind the alias maps every field the templates define and the pipeline writes.
+
+    An index made by an older toolkit lacks fields that the current pipeline writes (or the installed
+    pipeline, from an older toolkit, writes fields no index maps): under the strict mapping every
+    captioned document would be rejected.
+    """
+    from toolkit.provision import unmapped_pipeline_fields
+
+    alias = settings.index.alias
+    problems = unmapped_pipeline_fields(client, settings)
+    wanted = asset_mod.template_properties(planned)
+    for index_name, lacking in asset_mod.missing_fields(client, alias, wanted).items():
+        problems.append(f"index {index_name} lacks {', '.join(lacking)} (made by an older toolkit)")
+    if problems:
+        return Check("index", "fail", "; ".join(problems),
+                     "run `toolkit setup` (it updates the pipeline and adds the missing fields to the index)",
+                     errors.NotFound.exit_code)
+    return Check("index", "ok", f"index '{alias}' exists and maps every field the pipeline writes")
 
 
 def _dims_check(client: Elasticsearch, settings: Settings, planned: list[asset_mod.Asset],

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from toolkit import assets as asset_mod
 from toolkit.cluster import cluster_facts
@@ -88,3 +88,88 @@ def setup(client: Elasticsearch, settings: Settings, *, assets_dir: Path | None 
         if on_result:
             on_result(result)
     return report
+
+
+def pipeline_written_fields(pipeline: dict[str, Any]) -> list[str]:
+    """Top-level fields a pipeline adds to a document, in order, following what Elasticsearch writes.
+
+    The ``inference`` processor with ``input_output`` writes each output field and, next to the first
+    one, ``model_id``; next to each, ``is_truncated`` when the input was cut at the model's max sequence
+    length (``InferenceProcessor.mutateDocument``, ``InferenceResults.writeResultToField``,
+    ``NlpInferenceResults.addSupportingFieldsToMap``). The ``target_field`` form writes one object
+    (``ml.inference.<tag>`` by default). ``rename`` / ``remove`` / ``set`` move, drop and add fields.
+    Processors' own ``on_failure`` blocks count too (they run on a failure, and their fields stay).
+
+    Example::
+
+        pipeline_written_fields({"processors": [{"inference": {"model_id": "m", "input_output":
+            [{"input_field": "caption", "output_field": "v"}]}}]})   # ['v', 'model_id', 'is_truncated']
+    """
+    from toolkit.assets import beside
+
+    fields: list[str] = []
+
+    def add(name: str) -> None:
+        if name not in fields:
+            fields.append(name)
+
+    def walk(processors: list[Any]) -> None:
+        for proc in processors:
+            if not isinstance(proc, dict) or len(proc) != 1:
+                continue
+            (kind, cfg), = proc.items()
+            if not isinstance(cfg, dict):
+                continue
+            if kind == "inference":
+                if cfg.get("input_output"):
+                    for i, io in enumerate(cfg["input_output"]):
+                        out = str(io.get("output_field") or "")
+                        add(out)
+                        if i == 0:
+                            add(beside(out, "model_id"))
+                        add(beside(out, "is_truncated"))
+                else:
+                    add(str(cfg.get("target_field") or (f"ml.inference.{cfg['tag']}" if cfg.get("tag")
+                                                        else "ml.inference")))
+            elif kind == "rename":
+                if cfg.get("field") in fields:
+                    fields.remove(cfg["field"])
+                add(str(cfg.get("target_field")))
+            elif kind == "remove":
+                names = cfg.get("field")
+                for name in names if isinstance(names, list) else [names]:
+                    if name in fields:
+                        fields.remove(name)
+            elif kind == "set":
+                add(str(cfg.get("field")))
+            walk(cfg.get("on_failure") or [])
+
+    walk(pipeline.get("processors") or [])
+    return fields
+
+
+def unmapped_pipeline_fields(client: Elasticsearch, settings: Settings) -> list[str]:
+    """Problems: fields the installed caption pipeline writes that an index behind the alias does not map.
+
+    Under ``"dynamic": "strict"`` each such field fails every captioned document at indexing, after the
+    pipeline ran (its ``on_failure`` cannot see it). An installation made by an older toolkit had
+    exactly this: ``model_id`` next to the caption vector. Empty when the pipeline or the alias is
+    missing (other checks report those).
+    """
+    name, alias = settings.index.pipeline, settings.index.alias
+    try:
+        stored = send(client, Request("GET", f"_ingest/pipeline/{path(name)}"), doing=f"reading pipeline {name}")
+        mapping = send(client, Request("GET", f"{path(alias)}/_mapping"), doing=f"reading the mapping of {alias}")
+    except NotFound:
+        return []
+    written = {f.split(".", 1)[0] for f in pipeline_written_fields(stored.get(name) or {}) if f}
+    problems = []
+    for index_name, body in sorted(mapping.items()):
+        mappings = body.get("mappings") or {}
+        if str(mappings.get("dynamic", "true")) != "strict":
+            continue
+        lacking = sorted(written - set(mappings.get("properties") or {}))
+        if lacking:
+            problems.append(f"pipeline '{name}' writes {', '.join(lacking)}, which index {index_name} does not "
+                            "map: its strict mapping rejects every document with a caption")
+    return problems

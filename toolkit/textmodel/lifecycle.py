@@ -233,17 +233,55 @@ def wait_ready(client: Elasticsearch, model_id: str, deployment_id: str, *, time
         time.sleep(poll_interval)
 
 
-def _send_unless_missing(client: Elasticsearch, request: Request, *, doing: str, force: bool, verb: str) -> bool:
+def pipelines_using(client: Elasticsearch, ids: set[str]) -> list[str]:
+    """Ingest pipelines whose ``inference`` processors name one of ``ids`` (a model or deployment id).
+
+    Elasticsearch's refusal does not name them (``TransportStopTrainedModelDeploymentAction`` and
+    ``TransportDeleteTrainedModelAction`` only say "referenced by ingest processors"); a user needs the
+    names to decide. Processors inside ``on_failure`` and ``foreach`` count, as they do for ES
+    (``InferenceProcessorInfoExtractor``).
+    """
+    try:
+        pipelines = send(client, Request("GET", "_ingest/pipeline"), doing="reading ingest pipelines")
+    except NotFound:  # no pipeline at all: ES answers 404 with {}
+        return []
+
+    def uses(processors: Any) -> bool:
+        for proc in processors if isinstance(processors, list) else []:
+            for kind, cfg in (proc.items() if isinstance(proc, dict) else []):
+                if not isinstance(cfg, dict):
+                    continue
+                if kind == "inference" and cfg.get("model_id") in ids:
+                    return True
+                if uses(cfg.get("on_failure")) or (kind == "foreach" and uses([cfg.get("processor")])):
+                    return True
+        return False
+
+    return sorted(name for name, body in pipelines.items()
+                  if isinstance(body, dict) and (uses(body.get("processors")) or uses(body.get("on_failure"))))
+
+
+def _send_unless_missing(client: Elasticsearch, request: Request, *, doing: str, force: bool, verb: str,
+                         what: str, ids: set[str]) -> bool:
     """Send a stop/delete; False when there was nothing to act on. A model that ingest pipelines use
-    is refused by ES unless forced: say which flag forces it."""
+    is refused by ES (409) unless forced: name the pipelines and the ways out."""
     try:
         send(client, request, doing=doing)
     except NotFound:
         return False
     except RequestFailed as exc:
-        if "referenced by ingest processors" in (exc.reason or "") and not force:
-            raise RequestFailed(exc.message, status=exc.status, error_type=exc.error_type,
-                                reason=exc.reason, hint=f"pass --force to {verb} it anyway") from exc
+        if not force and (exc.status == 409 or "referenced by ingest processors" in (exc.reason or "")):
+            names = pipelines_using(client, ids)
+            used_by = (f"ingest pipeline{'s' if len(names) > 1 else ''} {', '.join(repr(n) for n in names)}"
+                       if names else "an ingest pipeline")
+            raise RequestFailed(
+                f"cannot {verb} {what}: {used_by} uses it (Elasticsearch answered 409: {exc.reason})",
+                status=exc.status, error_type=exc.error_type, reason=exc.reason,
+                hint=f"`toolkit undeploy --force{' --delete' if verb == 'delete' else ''}` {verb}s it anyway: "
+                     "documents written meanwhile are indexed without caption vectors, with ingest_error set "
+                     "(re-ingest them after `toolkit deploy-model`); or first stop using the pipeline "
+                     "(remove index.default_pipeline from the indices, then DELETE _ingest/pipeline/<name>)"
+            ) from exc
         raise
     return True
 
@@ -251,10 +289,12 @@ def _send_unless_missing(client: Elasticsearch, request: Request, *, doing: str,
 def stop(client: Elasticsearch, deployment_id: str, *, force: bool = False) -> bool:
     """Stop a deployment; False when there was none to stop."""
     return _send_unless_missing(client, stop_request(deployment_id, force=force), force=force, verb="stop",
+                                what=f"deployment '{deployment_id}'", ids={deployment_id},
                                 doing=f"stopping deployment {deployment_id}")
 
 
 def delete(client: Elasticsearch, model_id: str, *, force: bool = False) -> bool:
     """Delete a trained model; False when there was none."""
     return _send_unless_missing(client, delete_request(model_id, force=force), force=force, verb="delete",
+                                what=f"model '{model_id}'", ids={model_id},
                                 doing=f"deleting trained model {model_id}")
