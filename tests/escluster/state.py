@@ -546,6 +546,8 @@ class Cluster:
             ml_nodes=lambda: self.ml_nodes,
             ml_memory_bytes=lambda: self.ml_memory_bytes,
             version=self.version,
+            # read without self.lock: the ML store holds its own lock and ingest calls into it under ours
+            pipelines=lambda: dict(self.pipelines),
         )
 
     # ---------------------------------------------------------------------------------------- helpers

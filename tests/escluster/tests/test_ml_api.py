@@ -171,9 +171,11 @@ def test_infer_not_deployed_is_409(c: Cluster, definition: bytes) -> None:
     upload(c, "tiny", definition)
     err = c.error("POST", "trained_models/tiny/_infer", {"docs": [{"text_field": "x"}]})
     assert (err.status, err.type) == (409, "status_exception")
+    # Text inputs (input_output processors, query_vector_builder) take the coordinated path: 404 there
+    # (TransportCoordinatedInferenceAction.forNlp); tests/escluster/tests/test_inference_fidelity.py pins both.
     with pytest.raises(ESError) as info:
         c.ml.infer("tiny", ["x"])
-    assert info.value.status == 409
+    assert info.value.status == 404
 
 
 def test_infer_missing_input_field_is_400(deployed: Cluster) -> None:
@@ -378,11 +380,21 @@ def test_start_with_lengths_not_adding_up_is_truncated(c: Cluster, definition: b
 
 
 def test_broken_model_never_becomes_a_started_deployment(c: Cluster) -> None:
+    # TransportStartTrainedModelDeploymentAction: a failed route makes the start 500 and
+    # deleteFailedDeployment removes the assignment; with wait_for=starting the answer comes first.
     upload(c, "broken", b"this is not a TorchScript archive", parts=1)
     err = c.error("POST", "trained_models/broken/deployment/_start")
-    assert err.status == 500
+    assert (err.status, err.type) == (500, "status_exception")
+    assert err.reason.startswith(
+        "Could not start trained model deployment, the following nodes failed with errors [{escluster-node-0="
+    )
+    assert "deployment_stats" not in c("GET", "trained_models/broken/_stats")["trained_model_stats"][0]
+    out = c("POST", "trained_models/broken/deployment/_start", wait_for="starting")
+    assert out["assignment"]["assignment_state"] == "starting"
     stats = c("GET", "trained_models/broken/_stats")["trained_model_stats"][0]["deployment_stats"]
     assert stats["state"] == "failed"
+    assert stats["nodes"][0]["routing_state"]["routing_state"] == "failed"
+    assert "inference_count" not in stats["nodes"][0]
     assert c.error("POST", "trained_models/broken/_infer", {"docs": [{"text_field": "x"}]}).status == 409
 
 
