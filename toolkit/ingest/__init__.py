@@ -15,10 +15,17 @@ the set of ids seen, needed to find duplicates: about 100 bytes an item):
 6. after the run, documents of this run on which the pipeline's on-failure handler set
    ``ingest_error`` are counted as failed (stage ``pipeline``).
 
+Stages 1-5a run in a producer thread that hands outcomes and bulk actions to the calling thread
+through a bounded queue; the calling thread keeps the ledger and sends the bulk requests. So a chunk
+is sent as soon as it is full *or* when nothing new arrived for ``flush_after`` seconds: a slow
+download holds back the items after it (order is kept), never the ones already embedded.
+
 Every item ends as indexed, skipped or failed (:mod:`toolkit.ingest.ledger`); failures go to a JSONL
-file that ``--retry-failures`` reads back. Ctrl-C (``KeyboardInterrupt``) or a lost cluster ends the
-run with what was acknowledged kept, the failures file written and ``report.interrupted`` /
-``report.error`` set; ``resume=True`` later skips what is already indexed without embedding it again.
+file that ``--retry-failures`` reads back. Ctrl-C (``KeyboardInterrupt``), a lost cluster or any
+other error ends the run with what was acknowledged kept, open downloads cut, and every item read
+from the source accounted for: items sent without an answer fail at stage ``index`` ("no answer from
+the cluster"), items never sent at stage ``not sent``; ``report.interrupted`` / ``report.error`` say
+why. ``resume=True`` later skips what is already indexed without embedding it again.
 
 Example::
 
@@ -28,6 +35,8 @@ Example::
 
 from __future__ import annotations
 
+import queue
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -38,10 +47,11 @@ from toolkit.concurrency import ordered_map
 from toolkit.devtools import Request, path, send
 from toolkit.errors import DimsMismatch, ImageError, NotFound, ToolkitError, mapped
 from toolkit.images.sources import SourceItem, string_dict
-from toolkit.ingest.fetch import Fetched, FetchError, fetch
+from toolkit.ingest.fetch import Downloads, Fetched, FetchError, display_url, fetch
 from toolkit.ingest.ledger import (
     SKIP_ALREADY,
     SKIP_DUPLICATE,
+    STAGE_NOT_SENT,
     IngestProgress,
     Ledger,
     check_failures_path,
@@ -64,6 +74,8 @@ CONTENT_ID_CHARS = 32
 ID_QUERY_CHUNK = 1000
 #: Bulk statuses retried with backoff: the cluster is busy (429) or briefly unavailable.
 BULK_RETRY_STATUSES = (429, 502, 503, 504)
+#: Seconds without a new item after which a partly filled bulk chunk is sent anyway.
+FLUSH_AFTER_SECONDS = 1.0
 
 
 def content_id(sha256_hex: str) -> str:
@@ -77,6 +89,7 @@ class Work:
 
     item: SourceItem
     id: str | None
+    seq: int = 0
     fetched: Fetched | None = None
     width: int | None = None
     height: int | None = None
@@ -106,6 +119,9 @@ class IngestReport:
     ignored_files: int = 0
     interrupted: bool = False
     error: ToolkitError | None = None
+    failures_write_error: str | None = None
+    """Why the failures file could not be written (a full disk); the records are in ``unsaved_failures``."""
+    unsaved_failures: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def images_per_second(self) -> float:
@@ -124,6 +140,8 @@ class IngestReport:
             "skipped_reasons": dict(self.skipped_reasons), "failed_reasons": dict(self.failed_reasons),
             "ignored_files": self.ignored_files, "complete": self.complete,
             "error": self.error.message if self.error else ("interrupted" if self.interrupted else None),
+            "failures_write_error": self.failures_write_error,
+            "unsaved_failures": list(self.unsaved_failures),
         }
 
 
@@ -236,7 +254,7 @@ def bulk_action(work: Work, vector: np.ndarray, *, settings: Settings, model: st
     if item.caption:
         body[f.caption] = item.caption
     if item.is_url:
-        body[f.url] = item.location
+        body[f.url] = display_url(item.location)  # a password in the URL must not reach every searcher
     else:
         body[f.path] = item.location
     if item.label:
@@ -287,32 +305,49 @@ def _image_size(source: bytes | Path) -> tuple[int | None, int | None]:
 # -------------------------------------------------------------------------------------------- the run
 
 class _Run:
-    """The state of one run: the ledger, ids seen, actions waiting for the cluster's answer."""
+    """The state of one run: the ledger, ids seen, items open, actions waiting for the cluster's answer.
+
+    The stages (``known_ids`` .. ``actions``) run in the producer thread and never touch the ledger:
+    they put ``("skip" | "fail" | "action", ...)`` events on ``events``, which the calling thread
+    applies (:meth:`apply`). ``open`` holds every item read from the source without an outcome yet.
+    """
 
     def __init__(self, client: Elasticsearch, settings: Settings, ledger: Ledger, *, resume: bool) -> None:
         self.client, self.settings, self.ledger, self.resume = client, settings, ledger, resume
         self.alias = settings.index.alias
         self.first_seen: dict[str, str] = {}
         self.pending: dict[str, Work] = {}
+        self.open: dict[int, Work] = {}
         self.indexed_ids: list[str] = []
+        self.downloads = Downloads()
+        self.stopping = threading.Event()
+        self.events: queue.Queue[tuple[Any, ...]] = queue.Queue(maxsize=2 * max(1, settings.ingest.chunk_size))
 
-    # -- stage helpers
+    # -- producer side
+    def _skip(self, work: Work, reason: str, detail: str) -> None:
+        self.events.put(("skip", work, reason, detail))
+
+    def _fail(self, work: Work, stage: str, reason: str) -> None:
+        self.events.put(("fail", work, stage, reason))
+
     def is_duplicate(self, work: Work) -> bool:
         assert work.id is not None
         first = self.first_seen.get(work.id)
         if first is not None:
-            self.ledger.record_skipped(SKIP_DUPLICATE, doc_id=work.id, position=work.item.position,
-                                       detail=f"{SKIP_DUPLICATE} (first seen at {first})")
+            self._skip(work, SKIP_DUPLICATE, f"{SKIP_DUPLICATE} (first seen at {first})")
             return True
         self.first_seen[work.id] = work.item.position or work.item.location
         return False
 
     def known_ids(self, items: Iterable[SourceItem]) -> Iterator[Work]:
-        for item in items:
-            work = Work(item=item, id=item.id)
+        for seq, item in enumerate(items, start=1):
+            work = Work(item=item, id=item.id, seq=seq)
+            self.open[seq] = work
             if work.id is not None and self.is_duplicate(work):
                 continue
             yield work
+            if self.stopping.is_set():
+                return
 
     def drop_existing(self, works: Iterable[Work], check: Callable[[Work], bool]) -> Iterator[Work]:
         """With ``resume``, skip works whose id is already indexed (checked in chunks, order kept)."""
@@ -330,8 +365,7 @@ class _Run:
                 present = {hit["_id"] for hit in body.get("hits", {}).get("hits", [])}
             for w in batch:
                 if check(w) and w.id in present:
-                    self.ledger.record_skipped(SKIP_ALREADY, doc_id=w.id, position=w.item.position,
-                                               detail=f"{SKIP_ALREADY} (--resume)")
+                    self._skip(w, SKIP_ALREADY, f"{SKIP_ALREADY} (--resume)")
                 else:
                     yield w
 
@@ -348,16 +382,15 @@ class _Run:
 
         def get(work: Work) -> tuple[Fetched, int | None, int | None]:
             got = fetch(work.item.location, timeout=ing.download_timeout, retries=ing.download_retries,
-                        max_bytes=ing.max_download_bytes)
+                        max_bytes=ing.max_download_bytes, downloads=self.downloads)
             return (got, *_image_size(got.source))
 
         for work, result in ordered_map(get, works, workers=ing.download_workers):
             if isinstance(result, FetchError):
-                self.ledger.record_failed(work.item, doc_id=work.id, stage=result.stage, reason=result.reason)
+                self._fail(work, result.stage, result.reason)
                 continue
             if isinstance(result, BaseException):
-                self.ledger.record_failed(work.item, doc_id=work.id, stage="read",
-                                          reason=f"{type(result).__name__}: {result}")
+                self._fail(work, "read", f"{type(result).__name__}: {result}")
                 continue
             work.fetched, work.width, work.height = result
             if work.id is None:
@@ -368,33 +401,103 @@ class _Run:
             yield work
 
     def actions(self, results: Iterable[tuple[Work, np.ndarray | ImageError]], *, model: str,
-                ingested_at: str) -> Iterator[dict[str, Any]]:
+                ingested_at: str) -> Iterator[tuple[Work, dict[str, Any]]]:
         for work, result in results:
             if isinstance(result, ImageError):
-                self.ledger.record_failed(work.item, doc_id=work.id, stage="decode", reason=result.reason)
+                self._fail(work, "decode", result.reason)
                 continue
             assert work.id is not None
+            yield work, bulk_action(work, result, settings=self.settings, model=model, ingested_at=ingested_at)
+
+    def produce(self, actions: Iterator[tuple[Work, dict[str, Any]]], stages: list[Any]) -> None:
+        """The producer thread: every action onto ``events``; an exception as ``("error", exc)``; last
+        ``("done",)``. Stops early (closing the stages, in this thread) once ``stopping`` is set."""
+        try:
+            for work, action in actions:
+                self.events.put(("action", work, action))
+                if self.stopping.is_set():
+                    break
+        except BaseException as exc:  # handed to the calling thread, which decides
+            self.events.put(("error", exc))
+        finally:
+            for stage in stages:
+                try:
+                    stage.close()
+                except BaseException:  # noqa: S110 - a stage failing to close must not hide "done"
+                    pass
+            self.events.put(("done",))
+
+    # -- calling thread
+    def apply(self, event: tuple[Any, ...]) -> None:
+        """Record a ``skip`` or ``fail`` event in the ledger."""
+        kind, work = event[0], event[1]
+        self.open.pop(work.seq, None)
+        if kind == "skip":
+            self.ledger.record_skipped(event[2], doc_id=work.id, position=work.item.position, detail=event[3])
+        else:
+            self.ledger.record_failed(work.item, doc_id=work.id, stage=event[2], reason=event[3])
+
+    def send_chunk(self, chunk: list[tuple[Work, dict[str, Any]]]) -> None:
+        """Send one chunk (``streaming_bulk`` retries 429s); record every item's outcome."""
+        from elasticsearch.helpers import streaming_bulk
+
+        ing = self.settings.ingest
+        for work, _ in chunk:
+            assert work.id is not None
             self.pending[work.id] = work
-            yield bulk_action(work, result, settings=self.settings, model=model, ingested_at=ingested_at)
+        for ok, info in streaming_bulk(
+            self.client, [action for _, action in chunk], chunk_size=len(chunk),
+            max_chunk_bytes=ing.max_chunk_bytes, max_retries=ing.max_retries,
+            initial_backoff=ing.initial_backoff, max_backoff=ing.max_backoff,
+            retry_on_status=BULK_RETRY_STATUSES, raise_on_error=False, raise_on_exception=False,
+        ):
+            self.outcome(ok, info)
 
     def outcome(self, ok: bool, info: dict[str, Any]) -> None:
         _, detail = next(iter(info.items()))
         work = self.pending.pop(str(detail.get("_id")), None)
         if work is None:  # not ours (cannot happen with our actions); never count twice
             return
+        self.open.pop(work.seq, None)
         if ok:
             self.indexed_ids.append(str(work.id))
             self.ledger.record_indexed()
         else:
             self.ledger.record_failed(work.item, doc_id=work.id, stage="index", reason=_bulk_reason(detail))
 
-    def fail_pending(self, why: str) -> None:
-        """Items sent but without an answer when the run stopped: failed (they may be indexed)."""
+    def drain(self, producer: threading.Thread) -> None:
+        """After an abort: stop the producer and apply what it still reports (actions are dropped: they
+        stay open and fail as not sent). A second Ctrl-C stops waiting."""
+        self.stopping.set()
+        self.downloads.stop()
+        try:
+            while producer.is_alive() or not self.events.empty():
+                try:
+                    event = self.events.get(timeout=0.1)
+                except queue.Empty:
+                    continue
+                if event[0] in ("skip", "fail"):
+                    self.apply(event)
+                elif event[0] == "done":
+                    break
+        except KeyboardInterrupt:
+            pass  # the producer is a daemon thread: what it still holds stays open, listed below
+
+    def fail_open(self, why: str) -> None:
+        """Every item without an outcome when the run stopped, as a failure the next run retries:
+        sent without an answer (stage ``index``: it may be indexed) or never sent (``not sent``)."""
         for work in list(self.pending.values()):
+            self.open.pop(work.seq, None)
             self.ledger.record_failed(work.item, doc_id=work.id, stage="index",
                                       reason=f"no answer from the cluster before the run stopped ({why}); "
                                              "it may be indexed: --resume checks")
         self.pending.clear()
+        for work in sorted(self.open.values(), key=lambda w: w.seq):
+            self.ledger.record_failed(work.item, doc_id=None if work.id_from_content else work.id,
+                                      stage=STAGE_NOT_SENT,
+                                      reason=f"not sent: the run stopped ({why}) before this item was "
+                                             "finished; --retry-failures or --resume does it")
+        self.open.clear()
 
     def pipeline_errors(self) -> None:
         """Count as failed this run's documents the pipeline's on-failure handler marked."""
@@ -433,6 +536,7 @@ def ingest(
     resume: bool = False,
     failures_file: Path | None = None,
     on_progress: Callable[[IngestProgress], None] | None = None,
+    flush_after: float = FLUSH_AFTER_SECONDS,
 ) -> IngestReport:
     """Embed and index every item of ``source``; every item ends indexed, skipped or failed.
 
@@ -446,6 +550,7 @@ def ingest(
         failures_file: where failed items go (JSONL); default ``toolkit-failures-<timestamp>.jsonl`` in
             the working directory, created only when something fails.
         on_progress: called with the counts after every item's outcome (may raise KeyboardInterrupt).
+        flush_after: seconds without a new item after which a partly filled bulk chunk is sent.
 
     Returns: the :class:`IngestReport`. A lost cluster does not raise: ``report.error`` holds it
         (the caller decides the exit code); Ctrl-C sets ``report.interrupted``.
@@ -460,8 +565,6 @@ def ingest(
         >>> report.seen == report.indexed + report.skipped + report.failed
         True
     """
-    from elasticsearch.helpers import streaming_bulk
-
     from toolkit.images.embedder import embed_paths
 
     index_dims = check_index(client, settings)
@@ -481,13 +584,13 @@ def ingest(
     model = str(getattr(embedder, "model_name", model))
     _check_dims(int(embedder.dims), index_dims, settings, model)
 
-    ledger = Ledger(failures_path=failures_path, on_progress=on_progress)
+    ledger = Ledger(failures_path=failures_path, on_progress=on_progress, exclusive=failures_file is None)
     run = _Run(client, settings, ledger, resume=resume)
     ingested_at = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
     ing = settings.ingest
     interrupted = False
     error: ToolkitError | None = None
-    stages: list[Any] = []
+    producer: threading.Thread | None = None
     try:
         if resume:
             # One refresh makes every earlier run's documents visible to the id checks below.
@@ -501,30 +604,53 @@ def ingest(
                                source=lambda w: w.fetched.source,  # type: ignore[union-attr]
                                max_pixels=ing.max_image_pixels)
         actions = run.actions(embedded, model=model, ingested_at=ingested_at)
-        stages = [actions, embedded, works]
+        producer = threading.Thread(target=run.produce, args=(actions, [actions, embedded, works]),
+                                    name="toolkit-ingest-producer", daemon=True)
+        producer.start()
+        chunk: list[tuple[Work, dict[str, Any]]] = []
         with mapped("indexing (bulk)"):
-            for ok, info in streaming_bulk(
-                client, actions, chunk_size=ing.chunk_size, max_chunk_bytes=ing.max_chunk_bytes,
-                max_retries=ing.max_retries, initial_backoff=ing.initial_backoff,
-                max_backoff=ing.max_backoff, retry_on_status=BULK_RETRY_STATUSES,
-                raise_on_error=False, raise_on_exception=False,
-            ):
-                run.outcome(ok, info)
+            while True:
+                try:
+                    event = run.events.get(timeout=flush_after if chunk else None)
+                except queue.Empty:  # nothing new for a while (a slow download): send what is ready
+                    run.send_chunk(chunk)
+                    chunk = []
+                    continue
+                if event[0] == "done":
+                    break
+                if event[0] == "error":
+                    raise event[1]
+                if event[0] == "action":
+                    chunk.append((event[1], event[2]))
+                    if len(chunk) >= max(1, ing.chunk_size):
+                        run.send_chunk(chunk)
+                        chunk = []
+                else:
+                    run.apply(event)
+            if chunk:
+                run.send_chunk(chunk)
+        producer = None
         run.pipeline_errors()
     except KeyboardInterrupt:
         interrupted = True
         ledger.on_progress = None  # the callback that raised must not run again while we clean up
-        run.fail_pending("interrupted")
+        _stop(run, producer, "interrupted")
     except ToolkitError as exc:
-        if not ledger.seen and not run.pending:
+        if not ledger.seen and not run.pending and not run.open:
+            _stop(run, producer, None)
             raise  # nothing happened yet: a plain error (bad source, cluster down from the start)
         error = exc
         ledger.on_progress = None
-        run.fail_pending(exc.message)
+        _stop(run, producer, exc.message)
+    except Exception as exc:  # anything else: still account for every item, then say what happened
+        error = ToolkitError(f"the run stopped on an unexpected error: {type(exc).__name__}: {exc}",
+                             hint="the items not finished are in the failures file; fix the cause, then "
+                                  "run the same command with --resume")
+        error.__cause__ = exc
+        ledger.on_progress = None
+        _stop(run, producer, f"{type(exc).__name__}")
     finally:
-        # Stop the stages now (decode and download threads), not whenever they are collected.
-        for stage in stages:
-            stage.close()
+        run.downloads.stop()
         ledger.close()
     return IngestReport(
         seen=ledger.seen, indexed=ledger.indexed, skipped=ledger.skipped, failed=ledger.failed,
@@ -534,4 +660,16 @@ def ingest(
         skipped_examples=list(ledger.skipped_examples), failed_examples=list(ledger.failed_examples),
         ignored_files=int(getattr(source, "ignored_files", 0)),
         interrupted=interrupted, error=error,
+        failures_write_error=ledger.write_error, unsaved_failures=list(ledger.unsaved),
     )
+
+
+def _stop(run: _Run, producer: threading.Thread | None, why: str | None) -> None:
+    """Stop the producer (cutting downloads) and, with ``why``, fail every item still open."""
+    if producer is not None:
+        run.drain(producer)
+    else:
+        run.stopping.set()
+        run.downloads.stop()
+    if why is not None:
+        run.fail_open(why)
