@@ -26,7 +26,10 @@ from typing import Any
 
 from .errors import ESError
 
-Infer = Callable[[str, list[str]], list[list[float]]]
+# ``infer(model_id, inputs)``: strings take the coordinated path, document maps the internal one (as
+# TransportCoordinatedInferenceAction.doExecute); each result is a list, optionally with ``is_truncated``
+# and ``results_field`` attributes (tests.escluster.ml.InferenceVector).
+Infer = Callable[[str, list[Any]], list[Any]]
 
 _COMMON = {"tag", "description", "if", "ignore_failure", "on_failure"}
 _PROCESSORS: dict[str, tuple[set[str], set[str]]] = {
@@ -56,7 +59,7 @@ _PROCESSORS: dict[str, tuple[set[str], set[str]]] = {
     "pipeline": ({"name"}, {"ignore_missing_pipeline"}),
     "inference": (
         {"model_id"},
-        {"input_output", "target_field", "field_map", "inference_config", "ignore_missing"},
+        {"input_output", "target_field", "field_map", "field_mappings", "inference_config", "ignore_missing"},
     ),
     "script": (set(), {"source", "id", "lang", "params"}),
     "date": ({"field", "formats"}, {"target_field", "timezone", "locale", "output_format"}),
@@ -165,39 +168,115 @@ def validate_processor(proc: Any) -> None:
             validate_processor(handler)
 
 
+_INFERENCE_TYPES = (
+    "classification",
+    "regression",
+    "fill_mask",
+    "ner",
+    "pass_through",
+    "question_answering",
+    "text_classification",
+    "text_embedding",
+    "text_expansion",
+    "text_similarity",
+    "zero_shot_classification",
+)
+
+
 def _validate_inference(cfg: dict[str, Any], tag: str | None) -> None:
-    if "input_output" not in cfg:
+    """``InferenceProcessor.Factory.create`` (x-pack/plugin/ml/.../inference/ingest/InferenceProcessor.java),
+    in its order: ``model_id``; ``inference_config`` (``inferenceConfigUpdateFromMap``: one task mapped to
+    an object, else 400 ``status_exception``); then either ``input_output`` (``readOptionalInputOutPutConfig``,
+    ``parseInputFields``, ``ignore_missing`` read as a strict boolean, ``target_field`` and
+    ``inference_config.results_field`` refused) or the legacy ``target_field`` / ``field_map`` form. Keys a
+    form does not read are left over and refused as ``ConfigurationUtils.readProcessor`` does: ``field_map``
+    with ``input_output``, ``ignore_missing`` with the legacy form.
+    """
+
+    def fail(reason: str, prop: str | None) -> ESError:
+        return config_error(f"[{prop}] {reason}" if prop else reason, "inference", prop, tag)
+
+    def leftover(keys: list[str]) -> ESError:
+        listed = ", ".join(keys)
+        return config_error(
+            f"processor [inference] doesn't support one or more provided configuration parameters [{listed}]",
+            "inference",
+            None,
+            tag,
+        )
+
+    if not isinstance(cfg["model_id"], str):
+        raise fail(f"property isn't a string, but of type [{_java_type(cfg['model_id'])}]", "model_id")
+    update = cfg.get("inference_config")
+    results_field = None
+    if update is not None:
+        if not isinstance(update, dict):
+            raise fail(f"property isn't a map, but of type [{_java_type(update)}]", "inference_config")
+        if len(update) != 1 or not isinstance(next(iter(update.values())), dict):
+            raise ESError(
+                400,
+                "status_exception",
+                "inference_config must be an object with one inference type mapped to an object.",
+            )
+        kind, options = next(iter(update.items()))
+        if kind not in _INFERENCE_TYPES:
+            raise ESError(
+                400,
+                "status_exception",
+                f"unrecognized inference configuration type [{kind}]. Supported types [{', '.join(_INFERENCE_TYPES)}]",
+            )
+        results_field = options.get("results_field")
+    if "input_output" not in cfg or cfg["input_output"] is None:
+        for key in ("target_field",):
+            if key in cfg and not isinstance(cfg[key], str):
+                raise fail(f"property isn't a string, but of type [{_java_type(cfg[key])}]", key)
+        for key in ("field_map", "field_mappings"):
+            if cfg.get(key) is not None and not isinstance(cfg[key], dict):
+                raise fail(f"property isn't a map, but of type [{_java_type(cfg[key])}]", key)
+        if "ignore_missing" in cfg:
+            raise leftover(["ignore_missing"])
         return
-    if "target_field" in cfg:
-        raise config_error(
-            "[target_field] option is incompatible with [input_output]. Use the [output_field] "
-            "option to specify where to write the inference results to.",
-            "inference",
-            "target_field",
-            tag,
-        )
-    if "field_map" in cfg:
-        raise config_error(
-            "[field_map] option is incompatible with [input_output]. Use the [input_field] "
-            "option to specify the field to read the inference input from.",
-            "inference",
-            "field_map",
-            tag,
-        )
     io = cfg["input_output"]
-    items = io if isinstance(io, list) else [io]
+    if isinstance(io, list):
+        if io and not all(isinstance(item, dict) for item in io):
+            raise fail("property isn't a list of maps", "input_output")
+        items = io
+    elif isinstance(io, dict):
+        items = [io]
+    else:
+        raise fail("property isn't a map or list of maps", "input_output")
     if not items:
-        raise config_error(
-            "[input_output] property cannot be empty at least one is required",
-            "inference",
-            "input_output",
-            tag,
-        )
+        raise fail("property cannot be empty at least one is required", "input_output")
+    seen: dict[str, set[str]] = {"input_field": set(), "output_field": set()}
     for item in items:
-        if not isinstance(item, dict) or "input_field" not in item:
-            raise config_error("[input_field] required property is missing", "inference", "input_field", tag)
-        if "output_field" not in item:
-            raise config_error("[output_field] required property is missing", "inference", "output_field", tag)
+        for key in ("input_field", "output_field"):
+            if item.get(key) is None:
+                raise fail("required property is missing", key)
+            if not isinstance(item[key], str):
+                raise fail(f"property isn't a string, but of type [{_java_type(item[key])}]", key)
+        for key in ("input_field", "output_field"):
+            if item[key] in seen[key]:
+                raise fail(f"names must be unique but [{item[key]}] is repeated", key)
+            seen[key].add(item[key])
+    ignore_missing = cfg.get("ignore_missing")
+    if ignore_missing is not None and not isinstance(ignore_missing, bool):
+        # ConfigurationUtils.readBooleanProperty: only a JSON boolean, not "true"
+        raise fail(f"property isn't a boolean, but of type [{_java_type(ignore_missing)}]", "ignore_missing")
+    if cfg.get("target_field") is not None:
+        raise fail(
+            "option is incompatible with [input_output]. Use the [output_field] option to specify where to "
+            "write the inference results to.",
+            "target_field",
+        )
+    if results_field is not None:
+        raise fail(
+            "The [inference_config.results_field] setting is incompatible with using [input_output]. Prefer to "
+            "use the [input_output.output_field] option to specify where to write the inference results to.",
+            None,
+        )
+    unread = [key for key in ("field_map", "field_mappings") if key in cfg]
+    if unread:
+        raise leftover(unread)
 
 
 # ------------------------------------------------------------------------------------------- documents
@@ -724,56 +803,107 @@ class _Runner:
         self.pipeline(name, doc, stack)
 
     def p_inference(self, cfg: dict[str, Any], doc: IngestDocument, stack: list[str]) -> None:
+        """``InferenceProcessor.buildRequest`` + ``mutateDocument``
+        (x-pack/plugin/ml/src/main/java/org/elasticsearch/xpack/ml/inference/ingest/InferenceProcessor.java).
+
+        ``input_output``: each input is read with ``getFieldValue(field, String.class, ignore_missing)``: a
+        missing field is 400 ``illegal_argument_exception`` "field [f] not present as part of path [f]"
+        unless ``ignore_missing``; a present non-string is "input field [f] cannot be processed because it
+        is not a text field"; a null value counts as absent even without ``ignore_missing``. Absent inputs
+        are sent as "" (so later outputs still line up), and when no input so far is present the processor
+        does nothing (ES checks that inside the loop, so a missing first input skips the whole processor).
+        Texts go through the coordinated path (``ml.infer`` with strings). Results are written by
+        ``InferenceResults.writeResultToField``: ``asMap(output_field)`` (``is_truncated: true`` only when the
+        input was cut at ``max_sequence_length``), plus ``model_id`` for the first input only, under the
+        output field's parent path, or at the document root when ``output_field`` has no dot.
+
+        Legacy ``target_field`` / ``field_map``: the document map (source, metadata, ``_ingest``) with
+        ``field_map`` applied (``LocalModel.mapFieldsIfNecessary``: put-if-absent) goes through the internal
+        path (``ml.infer`` with a dict); ``InferenceResults.writeResult`` writes ``{predicted_value (or the
+        results_field), is_truncated?, model_id}`` at ``target_field`` (default ``ml.inference[.<tag>]``).
+        Both use ``setOrAppendValue``: a field that already exists is appended to, not replaced.
+        """
         if self.infer is None:
             raise ESError(500, "illegal_state_exception", "no ML store configured")
         model_id = cfg["model_id"]
-        ignore_missing = cfg.get("ignore_missing") in (True, "true")
-        if "input_output" in cfg:
+        if cfg.get("input_output") is not None:
             io = cfg["input_output"] if isinstance(cfg["input_output"], list) else [cfg["input_output"]]
-            todo: list[tuple[str, str]] = []
+            ignore_missing = cfg.get("ignore_missing") is True
+            texts: list[str] = []
+            any_present = False
             for item in io:
-                source = item["input_field"]
-                if not doc.has(source) or doc.get(source) is None:
-                    if ignore_missing:
-                        continue
-                    raise ESError(
-                        400,
-                        "illegal_argument_exception",
-                        f"input field [{source}] does not exist in the source document",
-                    )
-                value = doc.get(source)
-                if not isinstance(value, str):
-                    raise ESError(
-                        400,
-                        "illegal_argument_exception",
-                        f"input value [{_to_text(value)}] of type [{_java_type(value)}] is not a string",
-                    )
-                todo.append((value, item["output_field"]))
-            if not todo:
-                return
-            vectors = self.infer(model_id, [text for text, _ in todo])
-            for (_, target), vector in zip(todo, vectors, strict=True):
-                doc.set(target, vector)
+                field = item["input_field"]
+                if not doc.has(field):
+                    if not ignore_missing:
+                        doc.get(field)  # raises "field [x] not present as part of path [...]"
+                    value = None
+                else:
+                    value = doc.get(field)
+                    if value is not None and not isinstance(value, str):
+                        raise ESError(
+                            400,
+                            "illegal_argument_exception",
+                            f"input field [{field}] cannot be processed because it is not a text field",
+                        )
+                any_present = any_present or value is not None
+                texts.append(value if value is not None else "")
+                if not any_present:
+                    return
+            results = self.infer(model_id, texts)
+            for i, (item, result) in enumerate(zip(io, results, strict=True)):
+                output = item["output_field"]
+                base, _, last = output.rpartition(".")
+                entries: dict[str, Any] = {}
+                if getattr(result, "is_truncated", False):
+                    entries["is_truncated"] = True
+                entries[last] = list(result)
+                if i == 0:
+                    entries["model_id"] = model_id
+                for key, value in entries.items():
+                    _set_or_append(doc, f"{base}.{key}" if base else key, value)
             return
         target = cfg.get("target_field") or ("ml.inference" + (f".{cfg['tag']}" if cfg.get("tag") else ""))
-        field_map = cfg.get("field_map") or {}
-        text = None
-        for doc_field in list(field_map) + ["text_field"]:
-            if doc.has(doc_field) and doc.get(doc_field) is not None:
-                text = doc.get(doc_field)
-                break
-        if text is None:
-            if ignore_missing:
-                return
-            wanted = next(iter(field_map), "text_field")
-            raise ESError(
-                400,
-                "status_exception",
-                f"Input field [{field_map.get(wanted, 'text_field')}] does not exist in the source document",
-            )
-        vector = self.infer(model_id, [_to_text(text)])[0]
-        doc.set(f"{target}.predicted_value", vector)
-        doc.set(f"{target}.model_id", model_id)
+        fields = copy.deepcopy(doc.source_view())
+        field_map = cfg.get("field_map") or cfg.get("field_mappings") or {}
+        for src, dest in field_map.items():
+            value = _dig(fields, src)
+            if value is not None:
+                fields.setdefault(dest, value)
+        result = self.infer(model_id, [fields])[0]
+        update = cfg.get("inference_config") or {}
+        update_options = next(iter(update.values()), None) if isinstance(update, dict) else None
+        results_field = (update_options or {}).get("results_field") or getattr(
+            result, "results_field", "predicted_value"
+        )
+        written: dict[str, Any] = {results_field: list(result)}
+        if getattr(result, "is_truncated", False):
+            written["is_truncated"] = True
+        written["model_id"] = model_id
+        _set_or_append(doc, target, written)
+
+
+def _dig(fields: dict[str, Any], path: str) -> Any:
+    """``MapHelper.dig``: the value at a dotted path (a literal dotted key also matches), else None."""
+    if path in fields:
+        return fields[path]
+    node: Any = fields
+    for part in path.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
+def _set_or_append(doc: IngestDocument, path: str, value: Any) -> None:
+    """``InferenceResults.setOrAppendValue``: ``appendFieldValue`` when the field exists (a scalar becomes a
+    list; a list value is appended element by element), else ``setFieldValue``."""
+    if not doc.has(path):
+        doc.set(path, value)
+        return
+    current = doc.get(path)
+    items = list(current) if isinstance(current, list) else [current]
+    items.extend(value if isinstance(value, list) else [value])
+    doc.set(path, items)
 
 
 def _convert(value: Any, kind: str) -> Any:

@@ -560,13 +560,29 @@ class Searcher:
 
     # -- vectors ------------------------------------------------------------------------------------
     def query_vector(self, spec: KnnSpec) -> list[float]:
+        """The kNN query vector; ``query_vector_builder`` follows ``TextEmbeddingQueryVectorBuilder.buildVector``
+        (x-pack/plugin/core/.../ml/vectors/TextEmbeddingQueryVectorBuilder.java): no ``model_id`` is 400
+        ``illegal_argument_exception`` "[model_id] must not be null."; the text goes through the coordinated
+        inference path (``embed_text``: unknown or undeployed is 404 "[id] is not an inference service model
+        or a deployed ml model"); a deployed model of another task is refused as the deployment task refuses
+        its ``TextEmbeddingConfigUpdate``: 403 ``status_exception`` (``TrainedModelDeploymentTask.infer``)."""
         key = id(spec)
         if key not in self._vectors:
             if spec.builder is not None:
                 te = spec.builder["text_embedding"]
+                if te.get("model_id") is None:
+                    raise _bad("[model_id] must not be null.")
                 if self.embed_text is None:
                     raise _bad("query_vector_builder needs a deployed model")
-                vec = self.embed_text(te.get("model_id", ""), te["model_text"])
+                vec = self.embed_text(te["model_id"], te["model_text"])
+                task = getattr(vec, "task", "text_embedding")
+                if task != "text_embedding":
+                    raise ESError(
+                        403,
+                        "status_exception",
+                        f"Trained model [{getattr(vec, 'model_id', te['model_id'])}] is configured for task "
+                        f"[{task}] but called with task [text_embedding]",
+                    )
                 self._vectors[key] = [float(x) for x in vec]
             elif isinstance(spec.vector, str):
                 try:

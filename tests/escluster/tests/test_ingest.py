@@ -2,25 +2,41 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from elasticsearch import Elasticsearch
 
 from tests.escluster.errors import ESError
+from tests.escluster.ml import InferenceVector
 from tests.escluster.testing import call
 
 
 class FakeML:
-    """Stands in for the ML store: counts calls, embeds a text as [len, 1.0], fails on demand."""
+    """Stands in for the ML store: counts calls, embeds a text as [len, 1.0], fails on demand.
+
+    Like ``MLStore.infer``: strings are text inputs; a dict is a document map read at the model's input
+    field (``text_field`` here, as eland writes it)."""
 
     def __init__(self) -> None:
-        self.calls: list[tuple[str, list[str]]] = []
+        self.calls: list[tuple[str, list[Any]]] = []
         self.fail_with: ESError | None = None
 
-    def infer(self, model_id: str, texts: list[str]) -> list[list[float]]:
-        self.calls.append((model_id, texts))
+    def infer(self, model_id: str, inputs: list[Any]) -> list[InferenceVector]:
+        self.calls.append((model_id, inputs))
         if self.fail_with is not None:
             raise self.fail_with
-        return [[float(len(t)), 1.0] for t in texts]
+        texts = [i["text_field"] if isinstance(i, dict) else i for i in inputs]
+        return [
+            InferenceVector(
+                [float(len(t)), 1.0],
+                is_truncated=False,
+                results_field="predicted_value",
+                task="text_embedding",
+                model_id=model_id,
+            )
+            for t in texts
+        ]
 
     def handle(self, method, parts, params, body):
         return 200, {}
@@ -78,7 +94,8 @@ def put(url, pid, body):
                     }
                 ]
             },
-            "[field_map] option is incompatible",
+            # InferenceProcessor.Factory leaves field_map unread with input_output: ConfigurationUtils refuses it
+            "processor [inference] doesn't support one or more provided configuration parameters [field_map]",
         ),
         ({"processors": [{"set": {"field": "a", "value": 1, "on_failure": []}}]}, "cannot be empty"),
     ],
@@ -294,9 +311,11 @@ def test_inference_input_output_shape(es, escluster, fake_ml):
     )
     es.index(index="a", id="1", pipeline="emb", document={"caption": "abc"})
     es.index(index="a", id="2", pipeline="emb", document={"other": 1})
+    # writeResultToField: no dot in output_field, so the first input's model_id lands at the root
     assert es.get(index="a", id="1", source_exclude_vectors=False)["_source"] == {
         "caption": "abc",
         "caption_embedding": [3.0, 1.0],
+        "model_id": "clip",
     }
     assert es.get(index="a", id="2")["_source"] == {"other": 1}
     assert fake_ml.calls == [("clip", ["abc"])]
@@ -320,13 +339,15 @@ def test_inference_legacy_shape(es, escluster, fake_ml):
     )
     es.index(index="a", id="1", pipeline="emb", document={"caption": "hello"})
     src = es.get(index="a", id="1")["_source"]
-    assert src["t"]["predicted_value"] == [5.0, 1.0]
-    assert src["t"]["model_id"] == "clip"
+    assert src["t"] == {"predicted_value": [5.0, 1.0], "model_id": "clip"}
+    # the internal path gets the document map with field_map applied (LocalModel.mapFieldsIfNecessary)
+    (model_id, (fields,)), = fake_ml.calls
+    assert (model_id, fields["text_field"], fields["caption"]) == ("clip", "hello", "hello")
 
 
 def test_inference_errors_fail_item_or_run_on_failure(es, escluster, fake_ml):
     fake_ml.fail_with = ESError(
-        409, "status_exception", "Trained model deployment [clip] is not allocated to any nodes"
+        404, "status_exception", "[clip] is not an inference service model or a deployed ml model"
     )
     put(
         escluster.url,
@@ -368,10 +389,14 @@ def test_inference_errors_fail_item_or_run_on_failure(es, escluster, fake_ml):
         ]
     )
     first, second, third = (i["index"] for i in res["items"])
-    assert first["status"] == 409 and first["error"]["type"] == "status_exception"
+    assert first["status"] == 404 and first["error"]["type"] == "status_exception"
     assert second["status"] == 201
-    assert "not allocated" in es.get(index="a", id="2")["_source"]["failed"]
-    assert third["status"] == 400  # missing input field without ignore_missing
+    assert es.get(index="a", id="2")["_source"]["failed"] == (
+        "[clip] is not an inference service model or a deployed ml model"
+    )
+    # missing input field without ignore_missing: IngestDocument.getFieldValue's own message
+    assert (third["status"], third["error"]["type"]) == (400, "illegal_argument_exception")
+    assert third["error"]["reason"] == "field [caption] not present as part of path [caption]"
 
 
 def test_simulate_by_id_and_inline(es, escluster):

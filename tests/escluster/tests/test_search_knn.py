@@ -193,7 +193,7 @@ def test_query_vector_builder_uses_embed_text():
 
 def test_query_vector_builder_errors_propagate():
     def embed(model_id, text):
-        raise ESError(404, "status_exception", f"Could not find trained model [{model_id}]")
+        raise ESError(404, "status_exception", f"[{model_id}] is not an inference service model or a deployed ml model")
 
     body = {"knn": {"field": "v", "k": 1, "query_vector_builder": {
         "text_embedding": {"model_id": "missing", "model_text": "x"}}}}
