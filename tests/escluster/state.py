@@ -767,7 +767,7 @@ class Cluster:
                         mappings = merge_mappings(mappings, layer, strict_types=False)
             if template and template.get("mappings"):
                 mappings = merge_mappings(mappings, template["mappings"], strict_types=False)
-            normalize_mappings(mappings)
+            normalize_mappings(mappings, version=self.version)
             self.index_templates[name] = tpl
         return {"acknowledged": True}
 
@@ -783,7 +783,7 @@ class Cluster:
             validate_settings(flat)
             out["settings"] = flat
         if "mappings" in template:
-            normalize_mappings(template["mappings"])
+            normalize_mappings(template["mappings"], version=self.version)
         if "aliases" in template:
             for alias in template["aliases"] or {}:
                 validate_index_name(alias)
@@ -907,7 +907,7 @@ class Cluster:
             settings.update(request_settings)
             if body.get("mappings"):
                 mappings = merge_mappings(mappings, body["mappings"], strict_types=False)
-            normalized = normalize_mappings(mappings)
+            normalized = normalize_mappings(mappings, version=self.version)
             for alias, spec in (body.get("aliases") or {}).items():
                 aliases[alias] = spec
             clean_aliases: dict[str, dict[str, Any]] = {}
@@ -991,13 +991,13 @@ class Cluster:
     def put_mapping(self, expression: str, body: Any) -> dict[str, Any]:
         if not isinstance(body, dict):
             raise ESError(400, "parse_exception", "request body is required")
-        normalized_overlay = normalize_mappings(body)
+        normalized_overlay = normalize_mappings(body, version=self.version)
         with self.lock:
             indices = self.resolve(expression)
             updated = []
             for idx in indices:
-                raw = normalize_mappings(body)
-                merged = merge_mappings(idx.mappings, raw, strict_types=True)
+                raw = normalize_mappings(body, version=self.version)
+                merged = merge_mappings(idx.mappings, raw, strict_types=True, version=self.version)
                 updated.append((idx, merged))
             for idx, merged in updated:
                 idx.mappings = merged
@@ -1390,7 +1390,7 @@ class Cluster:
                     "cluster_block_exception",
                     f"index [{name}] blocked by: [FORBIDDEN/8/index write (api)];",
                 )
-            update = parse_document(idx.mappings, source, doc_id)
+            update = parse_document(idx.mappings, source, doc_id, version=self.version)
             if doc_id is None:
                 doc_id = base64.urlsafe_b64encode(os.urandom(15)).decode()
             existing = idx.docs.get(doc_id)
@@ -1548,7 +1548,7 @@ class Cluster:
                     "_seq_no": existing.seq_no,
                     "_primary_term": 1,
                 }
-            update = parse_document(idx.mappings, merged, doc_id)
+            update = parse_document(idx.mappings, merged, doc_id, version=self.version)
             if update:
                 idx.mappings = merge_mappings(idx.mappings, update, strict_types=False)
             status, out = self._store(idx, doc_id, merged, existing, refresh)
