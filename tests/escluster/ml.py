@@ -1642,9 +1642,8 @@ class MLStore:
                 rows[i] = value
                 if d.cache_size not in (None, "0", "0b"):
                     d.cache[cache_key_base + texts[i]] = [value, cut[i]]
-        d.inference_count += len(texts)
-        d.total_inference_ms += (time.perf_counter() - started) * 1000
-        d.last_access = _now_ms()
+        # the one place inference is counted: _Deployment.record_inference feeds _stats (AssignmentStats)
+        d.record_inference(len(texts), (time.perf_counter() - started) * 1000, len(texts) - len(todo), self._clock())
         results = []
         for row_value, was_cut in zip(rows, cut, strict=True):
             assert row_value is not None
