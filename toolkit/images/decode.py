@@ -21,19 +21,31 @@ reference processor have a cosine of 0.9993-0.99999 with margin 1 and 0.9995-1.0
 embeddings' cosine is >= 0.99999 with both the tiny test model and the random-weight ViT-B/32. One
 thread decodes + resizes 1600x1067 photos at about 120/s with margin 1, 80/s with margin 2 and 30/s
 at full size. Without draft (``draft=False``) the pixels equal the reference's (max 2.4e-7).
+
+What is refused, with a reason (an :class:`~toolkit.errors.ImageError`), before any pixel is allocated:
+more than ``max_pixels`` pixels in the file, or once resized (a 20000x1 strip resized to a 224-px short
+side would be 4,480,000x224 = 1e9 pixels); an aspect ratio over :data:`MAX_ASPECT_RATIO`; a path that
+is not a regular file (FIFO, device, socket: checked before opening, opened non-blocking) or over
+``max_bytes``. A format Pillow cannot read is named from its magic bytes (HEIC, AVIF, JPEG XL, SVG, PDF,
+camera raw, video, HTML, ...) with the fix; a plugin for it (pillow-heif, pillow-avif-plugin,
+pillow-jxl-plugin) is used when installed. Names in reasons are :func:`~toolkit.images.sources.printable`.
 """
 
 from __future__ import annotations
 
+import importlib
 import io
 import json
 import math
+import os
+import threading
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from toolkit.errors import ImageError
+from toolkit.images.sources import MAX_FILE_BYTES, LocalFileRefused, open_local_file, printable
 
 if TYPE_CHECKING:
     import numpy as np
@@ -44,6 +56,11 @@ if TYPE_CHECKING:
 DEFAULT_MAX_PIXELS = 89_478_485
 #: The drafted image's shortest side is kept at least this many times the resize target.
 DRAFT_MARGIN = 1
+#: Longest side / shortest side beyond which an image is refused: the model's center crop would see
+#: a sliver of it (1/100 at this limit), and resizing its short side up makes a huge image.
+MAX_ASPECT_RATIO = 100
+#: A ``target`` at or above this means "no resize" (``ClipPreprocessing.target`` without resize).
+_NO_RESIZE = 1 << 30
 _EXIF_ORIENTATION = 0x0112
 
 OPENAI_CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -53,39 +70,240 @@ OPENAI_CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 def _describe(source: bytes | Path | str) -> str:
     if isinstance(source, (bytes, bytearray, memoryview)):
         return f"<{len(source)} bytes>"
-    return str(source)
+    return printable(str(source))
 
 
-def _open(source: bytes | Path | str, name: str) -> Any:
+# --------------------------------------------------------------------------- formats Pillow cannot read
+
+_HEIF_BRANDS = {b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"hevm", b"hevs", b"mif1", b"msf1",
+                b"heif", b"mif2"}
+_VIDEO_BRANDS = {b"isom", b"iso2", b"iso4", b"iso5", b"iso6", b"mp41", b"mp42", b"avc1", b"M4V ", b"M4VP",
+                 b"qt  ", b"3gp4", b"3gp5", b"3gp6", b"3g2a", b"dash", b"MSNV", b"f4v "}
+_CONVERT = "convert it to JPEG or PNG"
+_HEIF = ("a HEIC/HEIF image (the iPhone photo format), which Pillow reads only with a plugin: "
+         f"pip install pillow-heif (used automatically once installed), or {_CONVERT}")
+_AVIF = ("an AVIF image, which this Pillow cannot read: pip install -U pillow (11.3+ reads AVIF) or "
+         f"pip install pillow-avif-plugin (used automatically once installed), or {_CONVERT}")
+_JXL = ("a JPEG XL image, which Pillow reads only with a plugin: pip install pillow-jxl-plugin (used "
+        f"automatically once installed), or {_CONVERT}")
+_RAW = "a camera raw file ({}), not a finished image: export it as JPEG or TIFF from your raw converter"
+_VIDEO = "a video ({}), not an image: extract a frame (e.g. ffmpeg -i VIDEO -frames:v 1 frame.jpg)"
+# Plugins that add a format to Pillow when imported: (module, function to call or None).
+_PLUGINS: dict[str, tuple[str, str | None]] = {
+    _HEIF: ("pillow_heif", "register_heif_opener"), _AVIF: ("pillow_avif", None), _JXL: ("pillow_jxl", None)}
+_plugins_tried: dict[str, bool] = {}
+_plugins_lock = threading.Lock()
+
+
+def sniff_format(head: bytes) -> str | None:
+    """What a file Pillow did not recognize is, from its first bytes, and the fix; None if unknown.
+
+    Example:
+        >>> sniff_format(b"\\x00\\x00\\x00\\x18ftypheic")[:22]
+        'a HEIC/HEIF image (the'
+    """
+    if not head:
+        return None
+    if head[4:8] == b"ftyp":  # ISO base media: HEIF, AVIF, CR3, MP4, QuickTime
+        size = int.from_bytes(head[:4], "big")
+        brands = {head[8:12]} | {head[i:i + 4] for i in range(16, min(max(size, 16), len(head), 64), 4)}
+        if b"avif" in brands or b"avis" in brands:
+            return _AVIF
+        if brands & _HEIF_BRANDS:
+            return _HEIF
+        if b"crx " in brands:
+            return _RAW.format("Canon CR3")
+        if brands & _VIDEO_BRANDS:
+            return _VIDEO.format("MP4/QuickTime")
+        return f"an ISO media file (brand {head[8:12].decode('latin-1')!r}), not an image Pillow reads: {_CONVERT}"
+    signatures: tuple[tuple[bytes, str], ...] = (
+        (b"\xff\x0a", _JXL), (b"\x00\x00\x00\x0cJXL \r\n\x87\n", _JXL),
+        (b"%PDF", "a PDF document, not an image: export the page as PNG (e.g. pdftoppm -png -r 150 FILE page)"),
+        (b"%!PS", "a PostScript/EPS file: Pillow needs Ghostscript for it; install Ghostscript or " + _CONVERT),
+        (b"8BPS\x00\x02", "a Photoshop large document (PSB), which Pillow cannot read: save it as PSD, TIFF or PNG"),
+        (b"8BPS", "a Photoshop file (PSD) Pillow cannot read (a layout it does not know): " + _CONVERT),
+        (b"II+\x00", "a BigTIFF file, which Pillow cannot read: save it as a plain TIFF, or " + _CONVERT),
+        (b"MM\x00+", "a BigTIFF file, which Pillow cannot read: save it as a plain TIFF, or " + _CONVERT),
+        (b"IIRO", _RAW.format("Olympus ORF")), (b"IIRS", _RAW.format("Olympus ORF")),
+        (b"MMOR", _RAW.format("Olympus ORF")), (b"IIU\x00", _RAW.format("Panasonic RW2")),
+        (b"FUJIFILMCCD-RAW", _RAW.format("Fujifilm RAF")),
+        (b"II*\x00", "a TIFF variant Pillow cannot read (a camera raw file, or an unusual compression): "
+                     + _CONVERT),
+        (b"MM\x00*", "a TIFF variant Pillow cannot read (a camera raw file, or an unusual compression): "
+                     + _CONVERT),
+        (b"\x00\x00\x00\x0cjP  \r\n\x87\n", "a JPEG 2000 image, which this Pillow cannot read (built "
+                                               "without OpenJPEG): " + _CONVERT),
+        (b"\xffO\xffQ", "a JPEG 2000 codestream, which this Pillow cannot read (built without OpenJPEG): "
+                        + _CONVERT),
+        (b"\x1aE\xdf\xa3", _VIDEO.format("Matroska/WebM")),
+        (b"v/1\x01", "an OpenEXR (HDR) image, which Pillow cannot read: " + _CONVERT),
+        (b"#?RADIANCE", "a Radiance HDR image, which Pillow cannot read: " + _CONVERT),
+        (b"#?RGBE", "a Radiance HDR image, which Pillow cannot read: " + _CONVERT),
+        (b"PK\x03\x04", "a ZIP archive (or a document stored as one), not an image: unzip it first"),
+        (b"\x1f\x8b", "gzip-compressed data, not an image: decompress it first (an .svgz is a "
+                      "compressed SVG: rasterize it)"),
+        (b"7z\xbc\xaf\x27\x1c", "a 7-Zip archive, not an image: extract it first"),
+        (b"Rar!\x1a\x07", "a RAR archive, not an image: extract it first"),
+        (b"AT&TFORM", "a DjVu document, which Pillow cannot read: " + _CONVERT),
+        (b"BPG\xfb", "a BPG image, which Pillow cannot read: " + _CONVERT),
+        (b"FLIF", "a FLIF image, which Pillow cannot read: " + _CONVERT),
+        (b"ID3", "an audio file (MP3), not an image"), (b"fLaC", "an audio file (FLAC), not an image"),
+        (b"OggS", "an Ogg audio/video file, not an image"),
+    )
+    for magic, reason in signatures:
+        if head.startswith(magic):
+            return reason
+    if head[:4] == b"RIFF":
+        if head[8:12] == b"WEBP":
+            return "a WebP image, which this Pillow cannot read (built without libwebp): " + _CONVERT
+        if head[8:12] == b"AVI ":
+            return _VIDEO.format("AVI")
+    if head[128:132] == b"DICM":
+        return "a DICOM medical image, which Pillow cannot read: convert it (e.g. with pydicom or dcm2jpg)"
+    if not head.strip(b"\x00"):
+        return "only zero bytes, no image data (an incomplete download or copy?)"
+    text = head.lstrip(b"\xef\xbb\xbf \t\r\n").lower()
+    if text.startswith(b"version https://git-lfs"):
+        return ("a Git LFS pointer, not the image itself: run `git lfs pull` in its repository to fetch "
+                "the real file")
+    if text.startswith(b"<svg") or text.startswith(b"<!doctype svg") or (text.startswith(b"<?xml")
+                                                                      and b"<svg" in text):
+        return ("an SVG file (vector graphics), which is not read as a raster image: rasterize it to PNG "
+                "(e.g. rsvg-convert -w 1024 FILE -o out.png) and ingest that")
+    if text.startswith((b"<!doctype html", b"<html", b"<head", b"<body")):
+        return "an HTML page, not an image (often an error page saved in place of the image)"
+    return None
+
+
+def _plugin_added(reason: str) -> bool:
+    """Import the Pillow plugin for the format ``reason`` names, once; True if it is now registered."""
+    plugin = _PLUGINS.get(reason)
+    if plugin is None:
+        return False
+    with _plugins_lock:
+        if reason not in _plugins_tried:
+            module, function = plugin
+            try:
+                loaded = importlib.import_module(module)
+                if function:
+                    getattr(loaded, function)()
+                _plugins_tried[reason] = True
+            except Exception:  # not installed, or broken: the reason names the fix
+                _plugins_tried[reason] = False
+            return _plugins_tried[reason]
+        return False  # tried before: this file failed again, so the plugin did not help
+
+
+def _head(fp: Any) -> bytes:
+    try:
+        fp.seek(0)
+        head: bytes = fp.read(4096)
+        fp.seek(0)
+        return head
+    except Exception:
+        return b""
+
+
+def _open(source: bytes | Path | str, name: str, max_bytes: int | None) -> tuple[Any, IO[bytes] | None]:
+    """``(PIL image, file to close or None)``; every failure an ImageError with a reason."""
     from PIL import Image, UnidentifiedImageError
 
+    fh: IO[bytes] | None = None
     if isinstance(source, (bytes, bytearray, memoryview)):
         if len(source) == 0:
             raise ImageError(name, "empty input (0 bytes)")
         fp: Any = io.BytesIO(bytes(source))
     else:
-        path = Path(source)
         try:
-            if path.stat().st_size == 0:
-                raise ImageError(name, "empty file (0 bytes)")
+            fh = open_local_file(source, max_bytes=max_bytes)
+            empty = os.fstat(fh.fileno()).st_size == 0
         except FileNotFoundError as exc:
             raise ImageError(name, "file not found") from exc
+        except PermissionError as exc:
+            raise ImageError(name, "permission denied") from exc
+        except LocalFileRefused as exc:
+            raise ImageError(name, exc.reason) from exc
         except OSError as exc:
             raise ImageError(name, f"cannot read file: {exc.strerror or exc}") from exc
-        if path.is_dir():
-            raise ImageError(name, "is a directory, not an image file")
-        fp = path
+        if empty:
+            fh.close()
+            raise ImageError(name, "empty file (0 bytes)")
+        fp = fh
     try:
-        with warnings.catch_warnings():
-            # We apply our own pixel limit below; Pillow's warning would only be noise.
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            return Image.open(fp)
+        for attempt in (1, 2):
+            try:
+                with warnings.catch_warnings():
+                    # We apply our own pixel limit below; Pillow's warning would only be noise.
+                    warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                    return Image.open(fp), fh
+            except UnidentifiedImageError as exc:
+                known = sniff_format(_head(fp))
+                if known is not None and attempt == 1 and _plugin_added(known):
+                    continue  # the plugin for this format was installed: try again with it
+                raise ImageError(name, known or "not an image (unrecognized file format)") from exc
+        raise AssertionError("unreachable")
     except Image.DecompressionBombError as exc:
+        _close(fh)
         raise ImageError(name, f"decompression bomb refused by Pillow: {exc}") from exc
-    except UnidentifiedImageError as exc:
-        raise ImageError(name, "not an image (unrecognized file format)") from exc
-    except (OSError, ValueError, SyntaxError, EOFError) as exc:
+    except ImageError:
+        _close(fh)
+        raise
+    except LocalFileRefused as exc:  # the file grew past max_bytes while Pillow read its header
+        _close(fh)
+        raise ImageError(name, exc.reason) from exc
+    except Exception as exc:  # Pillow raises many types on hostile headers (struct.error, KeyError...)
+        _close(fh)
         raise ImageError(name, f"cannot open image: {type(exc).__name__}: {exc}") from exc
+
+
+def _close(fh: IO[bytes] | None) -> None:
+    if fh is not None:
+        fh.close()
+
+
+def check_size(width: int, height: int, *, name: str, target: int = 224, max_pixels: int = DEFAULT_MAX_PIXELS,
+               max_aspect_ratio: float | None = MAX_ASPECT_RATIO) -> None:
+    """Refuse an image by its header size alone, before any pixel is decoded or resized.
+
+    Refused: no pixels; more than ``max_pixels`` pixels; longest/shortest side over
+    ``max_aspect_ratio``; more than ``max_pixels`` once the shortest side is resized to ``target``
+    (what the CLIP resize does: a 20000x1 strip would become 4,480,000x224).
+
+    Raises:
+        ImageError: with the sizes and the limit in the reason.
+
+    Example:
+        >>> check_size(20000, 1, name="strip.png")
+        Traceback (most recent call last):
+        toolkit.errors.ImageError: strip.png: extreme aspect ratio: 20000x1 is 20000:1, ...
+    """
+    if width < 1 or height < 1:
+        raise ImageError(name, f"image has no pixels ({width}x{height})")
+    if width * height > max_pixels:
+        raise ImageError(
+            name,
+            f"image too large: {width}x{height} = {width * height} pixels is over the limit of "
+            f"{max_pixels} pixels (decompression bomb guard, max_pixels)",
+        )
+    short, long = min(width, height), max(width, height)
+    if max_aspect_ratio is not None and long > short * max_aspect_ratio:
+        ratio = long / short
+        raise ImageError(
+            name,
+            f"extreme aspect ratio: {width}x{height} is {ratio:.0f}:1, over the limit of "
+            f"{max_aspect_ratio:g}:1 (the model would see {100 / ratio:.2g}% of it in its center crop, and "
+            "resizing it would take a great deal of memory): crop it into parts",
+        )
+    if target < _NO_RESIZE:
+        new_long = int(target * long / short)
+        if target * new_long > max_pixels:
+            resized = f"{target}x{new_long}" if width <= height else f"{new_long}x{target}"
+            raise ImageError(
+                name,
+                f"image too large once resized: {width}x{height} resized to a shortest side of {target} "
+                f"would be {resized} = {target * new_long} pixels, over the limit of {max_pixels} pixels "
+                "(max_pixels)",
+            )
 
 
 def _draft_scale(width: int, height: int, needed: int) -> int:
@@ -128,6 +346,8 @@ def load_image(
     target: int = 224,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     draft: bool = True,
+    max_aspect_ratio: float | None = MAX_ASPECT_RATIO,
+    max_bytes: int | None = MAX_FILE_BYTES,
 ) -> PILImage.Image:
     """Decode one image to RGB, oriented by EXIF, as small as the CLIP resize to ``target`` allows.
 
@@ -135,15 +355,19 @@ def load_image(
         source: a file path, or the encoded bytes (e.g. a download).
         target: the shortest edge the model's resize goes to (224 for ViT-B/32). With ``draft``,
             JPEGs decode at the smallest 1/2, 1/4, 1/8 scale whose shortest side stays >= target.
-        max_pixels: refuse images with more pixels than this (decompression bomb guard), before any
-            pixel is decoded.
+        max_pixels: refuse images with more pixels than this, in the file or once resized to
+            ``target`` (decompression bomb guard), before any pixel is decoded.
         draft: use JPEG draft decoding. ``False`` decodes at full size like the reference.
+        max_aspect_ratio: refuse images whose longest side is more than this times the shortest
+            (``None``: no limit; the resized-pixels check still applies).
+        max_bytes: refuse local files larger than this (also one that grows past it while read).
 
     Returns: an RGB ``PIL.Image.Image`` (the first frame of an animation).
 
     Raises:
-        ImageError: with ``path`` and a precise ``reason``: empty, missing, not an image, over the
-            pixel limit, truncated or corrupt data.
+        ImageError: with ``path`` (printable) and a precise ``reason``: empty, missing, not a regular
+            file, not an image (or a format named, with the fix), over a size limit, truncated or
+            corrupt data.
 
     Example:
         >>> load_image(Path("photo.jpg")).size      # a 1600x1067 JPEG, drafted at 1/4
@@ -152,15 +376,11 @@ def load_image(
     from PIL import Image, ImageOps
 
     name = _describe(source)
-    image = _open(source, name)
+    image, fh = _open(source, name, max_bytes)
     try:
         width, height = image.size
-        if width * height > max_pixels:
-            raise ImageError(
-                name,
-                f"image too large: {width}x{height} = {width * height} pixels is over the limit of "
-                f"{max_pixels} pixels (decompression bomb guard, max_pixels)",
-            )
+        check_size(width, height, name=name, target=target, max_pixels=max_pixels,
+                   max_aspect_ratio=max_aspect_ratio)
         if draft and image.format in ("JPEG", "MPO"):  # MPO: the multi-picture JPEG of many cameras
             scale = _draft_scale(width, height, target * DRAFT_MARGIN)
             if scale > 1:
@@ -172,11 +392,10 @@ def load_image(
                 image.load()
         except Image.DecompressionBombError as exc:
             raise ImageError(name, f"decompression bomb refused by Pillow: {exc}") from exc
+        except LocalFileRefused as exc:
+            raise ImageError(name, exc.reason) from exc
         except (OSError, ValueError, SyntaxError, EOFError) as exc:
-            text = str(exc)
-            if "truncated" in text:
-                raise ImageError(name, f"truncated image data ({text})") from exc
-            raise ImageError(name, f"corrupt image data: {type(exc).__name__}: {text}") from exc
+            raise ImageError(name, _load_reason(image, exc)) from exc
 
         try:
             orientation = image.getexif().get(_EXIF_ORIENTATION, 1)
@@ -189,8 +408,25 @@ def load_image(
         return to_rgb(image)
     except ImageError:
         raise
-    except (OSError, ValueError, SyntaxError, EOFError) as exc:
+    except MemoryError as exc:
+        raise ImageError(name, "out of memory while decoding (lower max_pixels or decode_workers)") from exc
+    except Exception as exc:  # Pillow raises many types on hostile data: never a traceback
         raise ImageError(name, f"cannot decode image: {type(exc).__name__}: {exc}") from exc
+    finally:
+        # The pixels are in memory now (or the image failed): the file is not needed any more.
+        _close(fh)
+
+
+def _load_reason(image: Any, exc: BaseException) -> str:
+    text = str(exc)
+    if "truncated" in text:
+        return f"truncated image data ({text})"
+    if "Ghostscript" in text:
+        return f"a PostScript/EPS image: Pillow needs Ghostscript to read it ({text}); install it, or {_CONVERT}"
+    if "not available" in text or "unknown compression" in text.lower():
+        return (f"cannot decode this {image.format or 'image'}: {text} (Pillow lacks the decoder for "
+                f"its compression): {_CONVERT}")
+    return f"corrupt image data: {type(exc).__name__}: {text}"
 
 
 @dataclass(frozen=True)
@@ -290,6 +526,9 @@ def prepare(image: PILImage.Image, config: ClipPreprocessing = DEFAULT_PREPROCES
     image = to_rgb(image)
     if config.do_resize:
         size = config.resize_size(*image.size)
+        if size[0] * size[1] > DEFAULT_MAX_PIXELS:  # load_image refuses these; an image made elsewhere
+            raise ImageError("<image>", f"image too large once resized: {image.width}x{image.height} would be "
+                                        f"{size[0]}x{size[1]}, over {DEFAULT_MAX_PIXELS} pixels")
         if size != image.size:
             image = image.resize(size, resample=config.resample)
     array = np.asarray(image)

@@ -14,6 +14,17 @@ with a ``kind`` and a ``position`` per item for messages. What counts as an item
 - ``failures``: every record of a failures file written by ``toolkit ingest`` (for
   ``--retry-failures``).
 
+A problem with one item of a source never stops the others: an unreadable subfolder, a special file
+(FIFO, device, socket) with an image extension, a manifest row that is not UTF-8, has the wrong number
+of fields or a cell over :data:`MAX_CELL_CHARS`, each becomes one :class:`SourceItem` with ``error``
+set (its ``position`` names the file and line, or the folder); ``toolkit ingest`` records it as failed
+at stage ``source`` without reading anything. Only a source that cannot be read at all (a missing or
+unreadable root, a header that is not text) raises ``ValidationError``.
+
+Names shown to people (``position``, reasons) go through :func:`printable`, so a file name with ANSI
+escape sequences, newlines or bytes that are not UTF-8 prints as visible escapes; ``location`` keeps the
+real path for reading.
+
 Example::
 
     source = open_source("reverse_image_search.csv")
@@ -23,19 +34,26 @@ Example::
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
+import itertools
 import json
+import os
 import re
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Literal
+from typing import IO, Any, BinaryIO, Literal
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from toolkit.errors import ValidationError
 
-IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"})
+#: Extensions of the files a folder walk takes as images. Formats Pillow reads only with a plugin
+#: (HEIC/HEIF, JPEG XL) are items too: they fail with the plugin to install, never disappear.
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".apng", ".webp", ".gif", ".bmp",
+                              ".tif", ".tiff", ".avif", ".heic", ".heif", ".jxl", ".jp2", ".j2k"})
 MANIFEST_EXTENSIONS = frozenset({".csv", ".tsv", ".tab"})
 SOURCE_KINDS = ("auto", "directory", "manifest", "unsplash", "urls")
 #: Width asked of Unsplash's image CDN: enough for CLIP's 224 px, far smaller than the originals.
@@ -45,6 +63,17 @@ UNSPLASH_MAX_KEYWORDS = 20
 # Unsplash columns kept as keyword metadata (the rest are stats, EXIF and AI landmark numbers).
 UNSPLASH_METADATA = ("photo_url", "photographer_username", "photo_location_name", "photo_location_country",
                      "photo_location_city", "photo_width", "photo_height")
+#: A manifest cell (caption, path, metadata value) longer than this fails its row (stage ``source``).
+MAX_CELL_CHARS = 1 << 20
+#: One physical line of a manifest, URL list or failures file: a longer line fails (memory stays flat
+#: even for a file with no line breaks at all).
+MAX_LINE_CHARS = 4 << 20
+#: csv's own field limit while we read (Python's default, 128 KiB, made long captions a traceback).
+#: Above MAX_CELL_CHARS so a long cell gets our message naming its column; it bounds the memory of a
+#: quoted field that never closes.
+CSV_FIELD_LIMIT = 16 << 20
+#: The largest local file read as an image (a file growing past it while read fails too).
+MAX_FILE_BYTES = 1 << 30
 
 SourceKind = Literal["auto", "directory", "manifest", "unsplash", "urls"]
 
@@ -55,7 +84,9 @@ class SourceItem:
 
     ``id`` is the document id when the source has one (manifest id column, Unsplash photo id); when
     ``None`` the id is derived from the image content. ``position`` says where the item came from
-    ("photos.csv:12", "cats/a.jpg") for messages and the failures file.
+    ("photos.csv:12", "cats/a.jpg") for messages and the failures file, always safe to print.
+    ``error`` is set when the source itself could not give the item (a bad manifest row, an unreadable
+    folder): the reason, with the fix; such an item fails at stage ``source`` and is never read.
     """
 
     location: str
@@ -65,6 +96,7 @@ class SourceItem:
     relation_id: str | None = None
     metadata: dict[str, str] = field(default_factory=dict)
     position: str = ""
+    error: str | None = None
 
     @property
     def is_url(self) -> bool:
@@ -74,6 +106,139 @@ class SourceItem:
 def is_url(location: str) -> bool:
     """True for ``http://`` and ``https://`` locations (everything else is a local path)."""
     return location.lower().startswith(("http://", "https://"))
+
+
+# C0 and C1 controls (ESC starts ANSI sequences), DEL, bidi overrides that reorder what a terminal
+# shows, line/paragraph separators, and lone surrogates (bytes of a file name that are not UTF-8).
+_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escape_char(match: re.Match[str]) -> str:
+    char = match.group()
+    code = ord(char)
+    if char in _NAMED:
+        return _NAMED[char]
+    if 0xDC80 <= code <= 0xDCFF:  # os.fsdecode's stand-in for the byte code - 0xDC00
+        return f"\\x{code - 0xDC00:02x}"
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def printable(text: str) -> str:
+    """``text`` safe to print on a terminal: control characters and undecodable bytes as escapes.
+
+    A file name holding ``ESC[2J`` would clear the screen, a newline would fake a line of output, and
+    a byte that is not UTF-8 (``\\udcff`` once decoded) makes ``print`` raise. Visible text is unchanged.
+
+    Example:
+        >>> printable("a\\x1b[31mred\\n.jpg")
+        'a\\\\x1b[31mred\\\\n.jpg'
+    """
+    return _UNPRINTABLE.sub(_escape_char, text) if _UNPRINTABLE.search(text) else text
+
+
+# --------------------------------------------------------------------------------------- local files
+
+class LocalFileRefused(OSError):
+    """A local path that is not read as an image: not a regular file, or over the size limit.
+
+    An ``OSError`` so callers that turn OS errors into "cannot read file: ..." keep working; ``reason``
+    (also ``str()``) says what the file is and what to do.
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return self.reason
+
+
+_FILE_KINDS = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
+               (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+               (stat.S_ISSOCK, "a socket"))
+
+
+def file_kind(mode: int) -> str:
+    """What ``st_mode`` is, in words ("a regular file", "a FIFO (named pipe)", "a character device")."""
+    if stat.S_ISREG(mode):
+        return "a regular file"
+    return next((words for test, words in _FILE_KINDS if test(mode)), "a special file")
+
+
+def _not_regular(mode: int) -> LocalFileRefused:
+    return LocalFileRefused(f"not a regular file but {file_kind(mode)}: only regular files are read as "
+                            "images")
+
+
+def _too_large(size: int | None, max_bytes: int) -> LocalFileRefused:
+    what = f"{size} bytes is" if size is not None else "it grew while being read,"
+    return LocalFileRefused(f"file too large: {what} over the limit of {max_bytes} bytes for a local image "
+                            "file")
+
+
+class _CappedFile(io.FileIO):
+    """A file whose reads stop with :class:`LocalFileRefused` past ``max_bytes`` (a file still growing)."""
+
+    def __init__(self, fd: int, max_bytes: int | None) -> None:
+        super().__init__(fd, "rb", closefd=True)
+        self.max_bytes = max_bytes
+
+    def _check(self) -> None:
+        if self.max_bytes is not None and self.tell() > self.max_bytes:
+            raise _too_large(None, self.max_bytes)
+
+    def readinto(self, buffer: Any) -> int | None:
+        try:
+            count = super().readinto(buffer)
+        except BlockingIOError:  # O_NONBLOCK on something that only looked like a file (/proc, /sys)
+            raise LocalFileRefused("reading would block (not a plain file on disk)") from None
+        self._check()
+        return count
+
+    def readall(self) -> bytes:
+        chunks = []
+        buffer = bytearray(1 << 20)
+        while count := self.readinto(buffer):
+            chunks.append(bytes(buffer[:count]))
+        return b"".join(chunks)
+
+
+def open_local_file(path: str | Path, *, max_bytes: int | None = MAX_FILE_BYTES) -> BinaryIO:
+    """Open a local image file for reading, refusing anything but a regular file, without blocking.
+
+    The path is checked with ``os.stat`` (following symlinks, so a link to ``/dev/zero`` is a
+    character device) before it is opened, then opened with ``O_NONBLOCK`` (a FIFO swapped in between
+    cannot hang the open) and checked again with ``fstat``. Reads past ``max_bytes`` fail, so a file
+    that grows while it is read cannot take the memory or the time.
+
+    Raises:
+        LocalFileRefused: not a regular file (FIFO, device, socket, folder), or over ``max_bytes``.
+        OSError: the usual ones (``FileNotFoundError``, ``PermissionError``, ...).
+
+    Example:
+        >>> with open_local_file("photos/a.jpg") as fh:
+        ...     head = fh.read(16)
+    """
+    try:
+        info = os.stat(path)
+    except ValueError as exc:  # an embedded NUL byte in the path
+        raise LocalFileRefused(f"invalid path ({exc})") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise _not_regular(info.st_mode)
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_CLOEXEC", 0)
+    fd = os.open(path, flags)
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):  # replaced between the stat and the open
+            raise _not_regular(info.st_mode)
+        if max_bytes is not None and info.st_size > max_bytes:
+            raise _too_large(info.st_size, max_bytes)
+        raw = _CappedFile(fd, max_bytes)
+    except BaseException:
+        os.close(fd)
+        raise
+    return io.BufferedReader(raw)
 
 
 class Source:
@@ -89,11 +254,25 @@ class Source:
         raise NotImplementedError
 
     def describe(self) -> str:
-        return f"{self.kind} {self.path}"
+        return f"{self.kind} {printable(str(self.path))}"
+
+
+def _folder_failure(folder: Path, position: str, exc: OSError) -> SourceItem:
+    why = exc.strerror or str(exc)
+    fix = ("fix its permissions (e.g. chmod u+rx)" if isinstance(exc, PermissionError)
+           else "check the folder and the disk")
+    return SourceItem(
+        location=str(folder), position=position,
+        error=f"cannot read folder {position}: {why}: nothing in it was read; {fix}, then run again "
+              "with --resume (or --retry-failures with this failures file)")
 
 
 class DirectorySource(Source):
     """Image files under a folder, recursively, in sorted order (deterministic across runs).
+
+    A subfolder that cannot be listed, or an image name that is not a regular file (a FIFO, a device,
+    a socket, a broken link), is one item with ``error`` set: the walk goes on. The walk keeps its own
+    stack, so any nesting depth works, and visits each real folder once (symlink loops end).
 
     Example:
         >>> [item.location for item in DirectorySource(Path("photos"))][:1]
@@ -102,30 +281,76 @@ class DirectorySource(Source):
 
     kind = "directory"
 
+    def __init__(self, path: Path, *, prefix: str = "") -> None:
+        super().__init__(path)
+        self.prefix = prefix  # put before each position (a folder retried from a failures file)
+
+    def _position(self, path: str) -> str:
+        rel = os.path.relpath(path, self.path)
+        return printable(os.path.join(self.prefix, rel) if self.prefix else rel)
+
+    def _list(self, folder: str) -> list[os.DirEntry[str]]:
+        with os.scandir(folder) as entries:
+            return sorted(entries, key=lambda e: e.name)
+
     def __iter__(self) -> Iterator[SourceItem]:
         self.ignored_files = 0
-        self._visited: set[Path] = set()
-        yield from self._walk(self.path)
-
-    def _walk(self, folder: Path) -> Iterator[SourceItem]:
-        real = folder.resolve()
-        if real in self._visited:
-            return  # a symlink back to a folder already walked (a loop would never end)
-        self._visited.add(real)
+        visited: set[tuple[int, int]] = set()
         try:
-            entries = sorted(folder.iterdir(), key=lambda p: p.name)
+            info = os.stat(self.path)
+            visited.add((info.st_dev, info.st_ino))
+            root = self._list(str(self.path))
         except OSError as exc:
-            raise ValidationError(f"cannot list folder {folder}: {exc.strerror or exc}",
+            raise ValidationError(f"cannot list folder {printable(str(self.path))}: {exc.strerror or exc}",
                                   hint="check the folder exists and is readable") from exc
-        for entry in entries:
+        stack: list[Iterator[os.DirEntry[str]]] = [iter(root)]
+        while stack:
+            entry = next(stack[-1], None)
+            if entry is None:
+                stack.pop()
+                continue
             if entry.name.startswith("."):
                 continue  # .git, .DS_Store, editor swap files: never images users meant
-            if entry.is_dir():
-                yield from self._walk(entry)
-            elif entry.suffix.lower() in IMAGE_EXTENSIONS:
-                yield SourceItem(location=str(entry), position=str(entry.relative_to(self.path)))
-            else:
+            is_image = os.path.splitext(entry.name)[1].lower() in IMAGE_EXTENSIONS
+            try:
+                info = entry.stat()  # follows symlinks: what the name points at counts
+            except OSError as exc:
+                if is_image:
+                    yield self._broken(entry, exc)
+                else:
+                    self.ignored_files += 1
+                continue
+            if stat.S_ISDIR(info.st_mode):
+                key = (info.st_dev, info.st_ino)
+                if key in visited:
+                    continue  # a symlink back to a folder already walked (a loop would never end)
+                visited.add(key)
+                try:
+                    children = self._list(entry.path)
+                except OSError as exc:
+                    yield _folder_failure(Path(entry.path), self._position(entry.path) + "/", exc)
+                    continue
+                stack.append(iter(children))
+            elif not is_image:
                 self.ignored_files += 1
+            elif stat.S_ISREG(info.st_mode):
+                yield SourceItem(location=entry.path, position=self._position(entry.path))
+            else:
+                position = self._position(entry.path)
+                yield SourceItem(location=entry.path, position=position,
+                                 error=f"{position}: {_not_regular(info.st_mode)}")
+
+    def _broken(self, entry: os.DirEntry[str], exc: OSError) -> SourceItem:
+        position = self._position(entry.path)
+        if entry.is_symlink() and isinstance(exc, FileNotFoundError):
+            try:
+                target = printable(os.readlink(entry.path))
+            except OSError:
+                target = "?"
+            why = f"a broken symbolic link (to {target}, which does not exist)"
+        else:
+            why = f"cannot read it: {exc.strerror or exc}"
+        return SourceItem(location=entry.path, position=position, error=f"{position}: {why}")
 
 
 @dataclass(frozen=True)
@@ -170,6 +395,113 @@ def _sniff_delimiter(path: Path, sample: str) -> str:
         return best if counts[best] else ","
 
 
+
+# ------------------------------------------------------------------------------------- text files
+
+def _mark_bad_bytes(exc: UnicodeError) -> tuple[str, int]:
+    """Decode error handler: each undecodable byte becomes U+DC00 + byte (``surrogateescape`` also
+    for bytes below 0x80, which UTF-16 can have), so the line goes on and the byte can be named."""
+    if isinstance(exc, UnicodeDecodeError):
+        return "".join(chr(0xDC00 + b) for b in exc.object[exc.start:exc.end]), exc.end
+    raise exc
+
+
+codecs.register_error("toolkit.mark", _mark_bad_bytes)
+_BAD_BYTE = re.compile("[\udc00-\udcff]")
+# UTF-32 first: its little-endian BOM starts with UTF-16's.
+_BOMS = ((codecs.BOM_UTF32_LE, "utf-32-le"), (codecs.BOM_UTF32_BE, "utf-32-be"), (codecs.BOM_UTF8, "utf-8"),
+         (codecs.BOM_UTF16_LE, "utf-16-le"), (codecs.BOM_UTF16_BE, "utf-16-be"))
+
+
+class TextLines:
+    """The physical lines of a text file, decoded one at a time: a bad line never stops the reading.
+
+    The encoding is the BOM's (UTF-8, UTF-16, UTF-32; a UTF-8 BOM is dropped), else UTF-8. A line with
+    bytes that are not valid in it, or longer than ``max_chars``, is noted in ``problems`` (line number
+    -> reason) and still passed on (bad bytes as U+FFFD, an over-long line as an empty line), so a
+    csv reader goes on with the next row. Line ends are kept, as csv wants them: ``\\n``, ``\\r\\n``,
+    and ``\\r`` alone (old Mac exports) when the file has no ``\\n``. Memory stays under ``max_chars``
+    whatever the file holds.
+
+    Example:
+        >>> lines = TextLines(open("m.csv", "rb"))
+        >>> [line for line in lines], lines.problems
+        (['id,path\\n', '1,caf\\ufffd.jpg\\n'], {2: 'byte 0xE9 at character 6 is not valid UTF-8'})
+    """
+
+    def __init__(self, fh: IO[bytes], *, max_chars: int = MAX_LINE_CHARS, chunk: int = 1 << 16) -> None:
+        self.fh, self.max_chars, self.chunk = fh, max_chars, chunk
+        self.number = 0
+        self.encoding = "UTF-8"
+        self.problems: dict[int, str] = {}
+
+    def take(self, first: int, last: int) -> str | None:
+        """The first problem on lines ``first..last`` ("line 7: ..."), forgetting those lines' problems."""
+        found = None
+        for number in range(first, last + 1):
+            problem = self.problems.pop(number, None)
+            if problem is not None and found is None:
+                found = f"line {number}: {problem}"
+        return found
+
+    def _emit(self, line: str, too_long: bool) -> str:
+        self.number += 1
+        if too_long:
+            self.problems[self.number] = f"longer than {self.max_chars} characters"
+            return "\n"
+        bad = _BAD_BYTE.search(line)
+        if bad is not None:
+            self.problems[self.number] = (f"byte 0x{ord(bad.group()) - 0xDC00:02X} at character "
+                                          f"{bad.start() + 1} is not valid {self.encoding}")
+            return _BAD_BYTE.sub("\ufffd", line)
+        return line
+
+    def __iter__(self) -> Iterator[str]:
+        head = self.fh.read(self.chunk)
+        encoding, skip = "utf-8", 0
+        for bom, name in _BOMS:
+            if head.startswith(bom):
+                encoding, skip = name, len(bom)
+                break
+        self.encoding = encoding.upper().replace("-LE", "").replace("-BE", "")
+        decoder = codecs.getincrementaldecoder(encoding)("toolkit.mark")
+        text = decoder.decode(head[skip:], final=not head)
+        sep = "\r" if "\r" in text and "\n" not in text else "\n"
+        pending, discarding = "", False
+        while True:
+            parts = (pending + text).split(sep)
+            pending = parts.pop()
+            for part in parts:
+                line = part + sep
+                yield self._emit(line, discarding or len(line) > self.max_chars)
+                discarding = False
+            if len(pending) > self.max_chars:
+                pending, discarding = "", True  # drop it now; the line fails when it ends
+            if not head:
+                break
+            head = self.fh.read(self.chunk)
+            text = decoder.decode(head, final=not head)
+        if pending or discarding:
+            yield self._emit(pending, discarding)
+
+
+def _open_binary(path: Path, what: str, *, hint: str) -> IO[bytes]:
+    """Open a source file (manifest, list, failures file); an OS error is a ValidationError naming it."""
+    try:
+        return open(path, "rb")  # noqa: SIM115 - closed by the caller
+    except OSError as exc:
+        name = f"{what} {printable(str(path))}" if what else printable(str(path))
+        raise ValidationError(f"cannot read {name}: {exc.strerror or exc}", hint=hint) from exc
+
+
+def _not_text(path: Path, what: str, problem: str, encoding: str, *, hint: str) -> ValidationError:
+    """The error for a source file whose first lines are not text (a binary file, a Latin-1 export)."""
+    return ValidationError(f"{what} {printable(str(path))} is not {encoding} text ({problem})", hint=hint)
+
+
+_MANIFEST_UTF8_HINT = "save the manifest as UTF-8 text (e.g. export as 'CSV UTF-8')"
+
+
 class ManifestSource(Source):
     """Rows of a CSV/TSV file with a header. ``id,path,label`` works with no column flags.
 
@@ -188,9 +520,6 @@ class ManifestSource(Source):
         super().__init__(path)
         self.columns = columns or ColumnMap()
         self.delimiter = ","
-
-    def _open(self) -> io.TextIOWrapper:
-        return _open_text(self.path, "manifest", hint="check the path", encoding="utf-8-sig", newline="")
 
     def resolve(self, header: list[str]) -> dict[str, str | None]:
         """Map each field to its column name in ``header`` (ValidationError naming the flag)."""
@@ -217,70 +546,96 @@ class ManifestSource(Source):
                                           hint="fix --metadata-columns")
         return out
 
+    def _failed(self, line: int, why: str) -> SourceItem:
+        position = f"{printable(self.path.name)}:{line}"
+        return SourceItem(location="", position=position,
+                          error=f"manifest {printable(self.path.name)} {why}; fix the row, then run the "
+                                "manifest again with --resume")
+
     def __iter__(self) -> Iterator[SourceItem]:
+        csv.field_size_limit(CSV_FIELD_LIMIT)
+        with _open_binary(self.path, "manifest", hint="check the path") as fh:
+            yield from self._rows(fh)
+
+    def _rows(self, fh: IO[bytes]) -> Iterator[SourceItem]:
+        lines = TextLines(fh)
+        stream = iter(lines)
+        sample = list(itertools.islice(stream, 64))  # the delimiter sniffer's sample (16 KiB of it)
+        self.delimiter = _sniff_delimiter(self.path, "".join(sample)[:16384])
+        reader = csv.reader(itertools.chain(sample, stream), delimiter=self.delimiter)
         try:
-            yield from self._rows()
-        except UnicodeDecodeError as exc:
-            raise _not_utf8(self.path, "manifest", exc,
-                            hint="save the manifest as UTF-8 text (e.g. export as 'CSV UTF-8')") from exc
-
-    def _rows(self) -> Iterator[SourceItem]:
-        with self._open() as fh:
-            sample = fh.read(16384)
-            fh.seek(0)
-            self.delimiter = _sniff_delimiter(self.path, sample)
-            reader = csv.reader(fh, delimiter=self.delimiter)
             header = next(reader, None)
-            if not header:
-                raise ValidationError(f"{self.path}: empty manifest (no header row)",
-                                      hint="the first row names the columns, e.g. id,path,label")
-            header = [h.strip() for h in header]
-            cols = self.resolve(header)
-            mapped = {c for c in cols.values() if c is not None}
-            if self.columns.metadata is not None:
-                wanted = {m.strip().lower() for m in self.columns.metadata}
-                meta_cols = [h for h in header if h.lower() in wanted]
-            else:
-                meta_cols = [h for h in header if h not in mapped and h]
-            index = {h: i for i, h in enumerate(header)}
-            base = self.path.parent
-            for row in reader:
-                if not any(cell.strip() for cell in row):
-                    continue  # blank line
-                position = f"{self.path.name}:{reader.line_num}"
+        except csv.Error as exc:
+            raise ValidationError(f"manifest {printable(str(self.path))}: cannot read the header row ({exc})",
+                                  hint="the first row names the columns, e.g. id,path,label") from exc
+        problem = lines.take(1, reader.line_num)
+        if problem:
+            raise _not_text(self.path, "manifest", problem, lines.encoding, hint=_MANIFEST_UTF8_HINT)
+        if not header:
+            raise ValidationError(f"{printable(str(self.path))}: empty manifest (no header row)",
+                                  hint="the first row names the columns, e.g. id,path,label")
+        header = [h.strip() for h in header]
+        cols = self.resolve(header)
+        mapped = {c for c in cols.values() if c is not None}
+        if self.columns.metadata is not None:
+            wanted = {m.strip().lower() for m in self.columns.metadata}
+            meta_cols = [h for h in header if h.lower() in wanted]
+        else:
+            meta_cols = [h for h in header if h not in mapped and h]
+        index = {h: i for i, h in enumerate(header)}
+        base = self.path.parent
+        while True:
+            start = reader.line_num + 1
+            try:
+                row = next(reader)
+            except StopIteration:
+                break
+            except csv.Error as exc:
+                lines.take(start, reader.line_num)
+                why = str(exc)
+                if "field limit" in why:
+                    why = (f"has a field over {CSV_FIELD_LIMIT} characters (a quote that is never closed "
+                           "makes the rest of the file one field)")
+                yield self._failed(start, f"line {start}: {why}")
+                continue
+            problem = lines.take(start, reader.line_num)
+            if problem:
+                hint = _MANIFEST_UTF8_HINT if "not valid" in problem else "split or shorten the line"
+                yield self._failed(start, f"{problem} ({hint})")
+                continue
+            if not any(cell.strip() for cell in row):
+                continue  # blank line
+            extra = row[len(header):]
+            if len(row) < len(header) or any(cell.strip() for cell in extra):
+                yield self._failed(start, (
+                    f"line {start}: has {len(row)} fields, the header has {len(header)} (a value holding "
+                    f"the delimiter {self.delimiter!r} must be in double quotes)"))
+                continue
+            long = next((i for i, cell in enumerate(row) if len(cell) > MAX_CELL_CHARS), None)
+            if long is not None:
+                yield self._failed(start, (
+                    f"line {start}: column '{printable(header[long])}' has {len(row[long])} characters, over "
+                    f"the limit of {MAX_CELL_CHARS} for one cell"))
+                continue
+            position = f"{printable(self.path.name)}:{start}"
 
-                def cell(name: str | None, row: list[str] = row) -> str | None:
-                    if name is None or index[name] >= len(row):
-                        return None
-                    value = row[index[name]].strip()
-                    return value or None
+            def cell(name: str | None, row: list[str] = row) -> str | None:
+                if name is None or index[name] >= len(row):
+                    return None
+                value = row[index[name]].strip()
+                return value or None
 
-                url = cell(cols["url"])
-                local = cell(cols["path"])
-                location = ""
-                if local:
-                    location = _location(base, local)
-                elif url:
-                    location = url
-                metadata = {h: v for h in meta_cols if (v := cell(h)) is not None}
-                yield SourceItem(location=location, id=cell(cols["id"]), caption=cell(cols["caption"]),
-                                 label=cell(cols["label"]), relation_id=cell(cols["relation_id"]),
-                                 metadata=metadata, position=position)
-
-
-def _open_text(path: Path, what: str, *, hint: str, encoding: str = "utf-8",
-               newline: str | None = None) -> io.TextIOWrapper:
-    """Open a source file for reading; an OS error becomes a ValidationError naming the file."""
-    try:
-        return open(path, encoding=encoding, newline=newline)  # noqa: SIM115 - closed by the caller
-    except OSError as exc:
-        name = f"{what} {path}" if what else str(path)
-        raise ValidationError(f"cannot read {name}: {exc.strerror or exc}", hint=hint) from exc
-
-
-def _not_utf8(path: Path, what: str, exc: UnicodeDecodeError, *, hint: str) -> ValidationError:
-    """The error for a source file that is not UTF-8 text (a binary file, a Latin-1 export)."""
-    return ValidationError(f"{what} {path} is not UTF-8 text ({exc.reason})", hint=hint)
+            url = cell(cols["url"])
+            local = cell(cols["path"])
+            location = ""
+            if local:
+                location = _location(base, local)
+            elif url:
+                location = url
+            metadata = {h: v for h in meta_cols if (v := cell(h)) is not None}
+            yield SourceItem(location=location, id=cell(cols["id"]), caption=cell(cols["caption"]),
+                             label=cell(cols["label"]), relation_id=cell(cols["relation_id"]),
+                             metadata=metadata, position=position)
 
 
 def _resolve(base: Path, value: str) -> Path:
@@ -308,21 +663,28 @@ class UrlListSource(Source):
     kind = "urls"
 
     def __iter__(self) -> Iterator[SourceItem]:
-        fh = _open_text(self.path, "", hint="check the path", encoding="utf-8-sig")
-        with fh:
-            try:
-                for number, line in enumerate(fh, start=1):
-                    value = line.strip()
-                    if not value or value.startswith("#"):
-                        continue
-                    location = _location(self.path.parent, value)
-                    yield SourceItem(location=location, position=f"{self.path.name}:{number}")
-            except UnicodeDecodeError as exc:
-                # Often an image whose extension is not one we read (.heic, .avif): auto-detection took it
-                # for a list of URLs.
-                raise _not_utf8(self.path, "URL list", exc, hint=(
-                    "a URL list is UTF-8 text, one URL or path a line; images need one of the extensions "
-                    f"{', '.join(sorted(IMAGE_EXTENSIONS))} (or fix --kind)")) from exc
+        # Often an image whose extension is not one we read: auto-detection took it for a list of URLs.
+        hint = ("a URL list is UTF-8 text, one URL or path a line; images need one of the extensions "
+                f"{', '.join(sorted(IMAGE_EXTENSIONS))} (or fix --kind)")
+        name = printable(self.path.name)
+        with _open_binary(self.path, "", hint="check the path") as fh:
+            lines = TextLines(fh)
+            listed = False
+            for line in lines:
+                number = lines.number
+                problem = lines.take(number, number)
+                if problem is not None:
+                    if not listed:  # the first line already: not a list at all
+                        raise _not_text(self.path, "URL list", problem, lines.encoding, hint=hint)
+                    yield SourceItem(location="", position=f"{name}:{number}",
+                                     error=f"URL list {name} {problem}: save the list as UTF-8 text")
+                    continue
+                value = line.strip()
+                if not value or value.startswith("#"):
+                    continue
+                listed = True
+                location = _location(self.path.parent, value)
+                yield SourceItem(location=location, position=f"{name}:{number}")
 
 
 def unsplash_image_url(photo_image_url: str, width: int = UNSPLASH_WIDTH) -> str:
@@ -344,24 +706,37 @@ def _numbered(folder: Path, stem: str) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_file() and pattern.match(p.name))
 
 
-def _tsv_rows(files: list[Path]) -> Iterator[tuple[str, dict[str, str]]]:
-    """Rows of split TSV files as dicts; later parts reuse the first header when they lack one."""
+def _tsv_rows(files: list[Path]) -> Iterator[tuple[str, dict[str, str] | None, str | None]]:
+    """``(position, row, problem)`` of split TSV files; later parts reuse the first header when they
+    lack one. A row that cannot be read has ``row`` None and ``problem`` saying why."""
     header: list[str] | None = None
-    csv.field_size_limit(1 << 24)
+    csv.field_size_limit(CSV_FIELD_LIMIT)
+    hint = "use the dataset's own TSV files, unzipped as downloaded"
     for file in files:
-        with open(file, encoding="utf-8", newline="") as fh:
-            reader = csv.reader(fh, delimiter="\t")
-            try:
-                for row in reader:
-                    if header is None or (reader.line_num == 1 and "photo_id" in row):
-                        header = [h.strip() for h in row]
-                        continue
-                    if not any(row):
-                        continue
-                    yield f"{file.name}:{reader.line_num}", dict(zip(header, row, strict=False))
-            except UnicodeDecodeError as exc:
-                raise _not_utf8(file, "Unsplash file", exc,
-                                hint="use the dataset's own TSV files, unzipped as downloaded") from exc
+        with _open_binary(file, "Unsplash file", hint=hint) as fh:
+            lines = TextLines(fh)
+            reader = csv.reader(lines, delimiter="\t")
+            while True:
+                start = reader.line_num + 1
+                try:
+                    row = next(reader)
+                except StopIteration:
+                    break
+                except csv.Error as exc:
+                    lines.take(start, reader.line_num)
+                    yield f"{printable(file.name)}:{start}", None, f"line {start}: {exc}"
+                    continue
+                problem = lines.take(start, reader.line_num)
+                if header is None or (start == 1 and "photo_id" in row):
+                    if problem:
+                        raise _not_text(file, "Unsplash file", problem, lines.encoding, hint=hint)
+                    header = [h.strip() for h in row]
+                    continue
+                position = f"{printable(file.name)}:{start}"
+                if problem:
+                    yield position, None, problem
+                elif any(row):
+                    yield position, dict(zip(header, row, strict=False)), None
 
 
 def is_unsplash_folder(folder: Path) -> bool:
@@ -393,7 +768,9 @@ class UnsplashSource(Source):
     def keywords(self) -> dict[str, list[str]]:
         """photo_id -> user-suggested keywords, in file order, without repeats."""
         found: dict[str, list[str]] = {}
-        for _, row in _tsv_rows(_numbered(self.path, "keywords")):
+        for _, row, _problem in _tsv_rows(_numbered(self.path, "keywords")):
+            if row is None:
+                continue  # a keyword lost, never an item: the photo is still ingested
             if (row.get("suggested_by_user") or "").strip().lower() not in ("t", "true", "1", "yes"):
                 continue
             photo, keyword = (row.get("photo_id") or "").strip(), (row.get("keyword") or "").strip()
@@ -417,7 +794,11 @@ class UnsplashSource(Source):
             raise ValidationError(f"{self.path}: no photos.tsv* file",
                                   hint="point at the unzipped Unsplash folder")
         keywords = self.keywords()
-        for position, row in _tsv_rows(photos):
+        for position, row, problem in _tsv_rows(photos):
+            if row is None:
+                yield SourceItem(location="", position=position,
+                                 error=f"Unsplash file {position.split(':')[0]} {problem}")
+                continue
             photo_id = (row.get("photo_id") or "").strip()
             description = ((row.get("photo_description") or "").strip()
                            or (row.get("ai_description") or "").strip())
@@ -446,38 +827,64 @@ class FailuresSource(Source):
     kind = "failures"
 
     def __iter__(self) -> Iterator[SourceItem]:
-        fh = _open_text(self.path, "failures file",
-                        hint="pass a file written by toolkit ingest to --retry-failures")
-        with fh:
-            try:
-                yield from self._records(fh)
-            except UnicodeDecodeError as exc:
-                raise _not_utf8(self.path, "failures file", exc,
-                                hint="pass a file written by toolkit ingest to --retry-failures") from exc
+        hint = "pass a file written by toolkit ingest to --retry-failures"
+        with _open_binary(self.path, "failures file", hint=hint) as fh:
+            yield from self._records(TextLines(fh), hint)
 
-    def _records(self, fh: IO[str]) -> Iterator[SourceItem]:
-        for number, line in enumerate(fh, start=1):
-            if not line.strip():
+    def _records(self, lines: TextLines, hint: str) -> Iterator[SourceItem]:
+        name = printable(self.path.name)
+        read_one = False
+        for line in lines:
+            number = lines.number
+            problem = lines.take(number, number)
+            if not line.strip() and problem is None:
                 continue
             try:
+                if problem is not None:
+                    raise ValueError(problem)
                 record = json.loads(line)
                 if not isinstance(record, dict):
                     raise ValueError("not an object")
             except ValueError as exc:
-                raise ValidationError(
-                    f"{self.path}:{number}: not a failures record ({exc})",
-                    hint="pass a file written by toolkit ingest to --retry-failures") from exc
-            metadata = record.get("metadata") or {}
-            yield SourceItem(
-                location=str(record.get("location") or ""),
-                # source_id (absent in hand-written files): None means "derive from the content".
-                id=_opt_str(record["source_id"] if "source_id" in record else record.get("id")),
-                caption=_opt_str(record.get("caption")),
-                label=_opt_str(record.get("label")),
-                relation_id=_opt_str(record.get("relation_id")),
-                metadata=string_dict(metadata),
-                position=str(record.get("position") or f"{self.path.name}:{number}"),
-            )
+                if not read_one:  # the first record already: not a failures file
+                    if problem is not None and "not valid" in problem:
+                        raise _not_text(self.path, "failures file", problem, lines.encoding,
+                                        hint=hint) from exc
+                    raise ValidationError(f"{printable(str(self.path))}:{number}: not a failures record ({exc})",
+                                          hint=hint) from exc
+                yield SourceItem(location="", position=f"{name}:{number}",
+                                 error=f"failures file {name} line {number}: not a failures record ({exc})")
+                continue
+            read_one = True
+            yield from self._items(record, f"{name}:{number}")
+
+    def _items(self, record: dict[str, Any], where: str) -> Iterator[SourceItem]:
+        location = str(record.get("location") or "")
+        position = printable(str(record.get("position") or where))
+        if record.get("stage") == "source":
+            # The source could not give these: a folder that could not be listed is walked again (its
+            # permissions fixed since); a manifest row is fixed in the manifest, so it fails again.
+            folder = Path(location)
+            if location and not folder.is_absolute():
+                folder = self.path.absolute().parent / folder
+            if location and folder.is_dir():
+                yield from DirectorySource(folder, prefix=position.rstrip("/"))
+                return
+            if not location:
+                yield SourceItem(location="", position=position,
+                                 error=str(record.get("reason") or "the source could not read this item"))
+                return
+        metadata = record.get("metadata") or {}
+        yield SourceItem(
+            location=location,
+            # source_id (absent in hand-written files): None means "derive from the content".
+            id=_opt_str(record["source_id"] if "source_id" in record else record.get("id")),
+            caption=_opt_str(record.get("caption")),
+            label=_opt_str(record.get("label")),
+            relation_id=_opt_str(record.get("relation_id")),
+            metadata=string_dict(metadata),
+            position=position,
+        )
 
 
 def string_dict(value: object) -> dict[str, str]:
