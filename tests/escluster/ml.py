@@ -1434,9 +1434,11 @@ class MLStore:
         - no assignment, unknown id: 404 ``resource_not_found_exception`` "Could not find trained model [id]";
         - no assignment, a PyTorch model: 409 ``status_exception`` "Model [id] must be deployed to use.
           Please deploy with the start trained model deployment API.";
-        - the assignment is stopping or failed: 409 "Trained model [deployment] is [failed]";
+        - the assignment is stopping or failed: 409 "Trained model [deployment] is [stopping]";
         - no started allocation: 409 "Trained model deployment [id] is not allocated to any nodes"
-          (the id as requested, not the deployment's).
+          (the id as requested, not the deployment's). A deployment whose only route failed to load is
+          such a one: its assignment state stays ``starting`` (as ``_assignment`` reports it) while the
+          route is ``failed``.
         """
         self._check_infer_license(some_id)
         assignments = self._assignments(some_id)
@@ -1453,7 +1455,7 @@ class MLStore:
             # ES runs tree/lang_ident models in the JVM (LocalModel); this test cluster cannot.
             raise ESError(500, "illegal_state_exception", f"the test cluster cannot run model [{some_id}]")
         deployment = self._pick_assignment(assignments)
-        if deployment.state in ("stopping", "failed"):
+        if deployment.state == "stopping":
             raise _status(409, f"Trained model [{deployment.deployment_id}] is [{deployment.state}]")
         if deployment.state != "started":
             raise _status(409, f"Trained model deployment [{some_id}] is not allocated to any nodes")
