@@ -11,7 +11,7 @@ import pytest
 from tests.models import tiny_text_model
 from tests.models.text import build_tiny_text_model
 from toolkit.cluster import make_client
-from toolkit.errors import ModelError, NotFound, ParityError, RequestFailed, ValidationError
+from toolkit.errors import ModelError, NotFound, ParityError, ValidationError
 from toolkit.settings import load_settings
 from toolkit.textmodel import (
     StartOptions,
@@ -254,6 +254,9 @@ def test_a_model_the_cluster_cannot_load_fails_to_start_with_a_hint(escluster, t
     broken = load_traced(folder)
     broken.model_path.write_bytes(b"not TorchScript" * 100)
     upload(client, broken, "broken")
-    with pytest.raises(RequestFailed) as info:
+    # start sends wait_for=starting, so ES answers before the load fails; the failure shows in _stats
+    # (TransportStartTrainedModelDeploymentAction.DeploymentStartedPredicate)
+    with pytest.raises(ModelError) as info:
         start(client, "broken", StartOptions(deployment_id="broken"), timeout=10)
+    assert info.value.hint is not None
     assert "torch" in info.value.hint and "--replace" in info.value.hint
