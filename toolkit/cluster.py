@@ -6,9 +6,12 @@ Everything here talks to a real cluster through the official client; failures co
 
 from __future__ import annotations
 
+import base64
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from toolkit.errors import ConfigError, MLNodeError, UnsupportedVersion, mapped
 from toolkit.settings import Settings, mask_url
@@ -43,30 +46,35 @@ def make_client(settings: Settings) -> Elasticsearch:
     es = settings.elasticsearch
     kwargs: dict[str, Any] = {"request_timeout": es.request_timeout}
     if es.api_key is not None:
-        kwargs["api_key"] = es.api_key.get_secret_value()
+        key = es.api_key.get_secret_value()
+        # "id:api_key" is sent as base64("id:api_key") (a tuple tells the client to encode it); the
+        # "encoded" form is already that base64.
+        kwargs["api_key"] = tuple(key.split(":", 1)) if ":" in key else key
     elif es.username:
         password = es.password.get_secret_value() if es.password else ""
-        kwargs["basic_auth"] = (es.username, password)
+        # The client encodes "user:password" as ASCII and fails on any other character; Elasticsearch
+        # decodes Basic credentials as UTF-8 (UsernamePasswordToken.extractToken), so encode them so here.
+        kwargs["basic_auth"] = base64.b64encode(f"{es.username}:{password}".encode()).decode("ascii")
     if es.ca_certs:
-        from pathlib import Path
-
         # Else the client reports a missing CA file as "cannot reach the cluster ([Errno 2] ...)".
-        if not Path(es.ca_certs).expanduser().is_file():
-            raise ConfigError(f"the CA certificate file {es.ca_certs} does not exist", key="elasticsearch.ca_certs",
+        ca = Path(es.ca_certs).expanduser()
+        if not ca.is_file():
+            what = "is a directory" if ca.is_dir() else "is not a file" if ca.exists() else "does not exist"
+            raise ConfigError(f"the CA certificate file {es.ca_certs} {what}", key="elasticsearch.ca_certs",
                               hint="point ES_CA_CERTS (elasticsearch.ca_certs) at the cluster's CA file "
                                    "(http_ca.crt)")
-        kwargs["ca_certs"] = str(Path(es.ca_certs).expanduser())
-    if es.url.startswith("https"):
+        kwargs["ca_certs"] = str(ca)
+    if urlsplit(es.url).scheme.lower() == "https":
         kwargs["verify_certs"] = es.verify_certs
     try:
         with mapped("connecting"):
             return Elasticsearch(es.url, **kwargs)
-    except ValueError as exc:
-        # The client's own message repeats the URL, password included: word it here, masked.
+    except ValueError:
+        # The client's own message repeats the URL, password included: word it here, masked, and do not chain it.
         raise ConfigError(f"elasticsearch.url '{mask_url(es.url)}' is not a URL the client can use: it needs "
                           "a scheme (http or https), a host and, for http, a port",
                           key="elasticsearch.url",
-                          hint="set ES_URL / --es-url like http://localhost:9200 or https://host:443") from exc
+                          hint="set ES_URL / --es-url like http://localhost:9200 or https://host:443") from None
 
 
 def parse_version(number: str) -> tuple[int, int, int]:

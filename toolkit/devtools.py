@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode
 
-from toolkit.errors import mapped
+from toolkit.errors import ValidationError, mapped, not_elasticsearch
 
 if TYPE_CHECKING:
     from elasticsearch import Elasticsearch
@@ -70,9 +70,27 @@ def render(request: Request) -> str:
         line += "?" + request.query_string
     if request.body is None:
         return line
-    if request.ndjson:
-        return line + "\n" + "\n".join(json.dumps(item, ensure_ascii=False) for item in request.body)
-    return line + "\n" + json.dumps(request.body, indent=2, ensure_ascii=False)
+    try:
+        # allow_nan=False: NaN/Infinity are not JSON; Kibana and Elasticsearch would reject them.
+        if request.ndjson:
+            return line + "\n" + "\n".join(json.dumps(item, ensure_ascii=False, allow_nan=False)
+                                            for item in request.body)
+        return line + "\n" + json.dumps(request.body, indent=2, ensure_ascii=False, allow_nan=False)
+    except ValueError as exc:
+        raise ValidationError(f"{line}: the request holds a NaN or infinite number, which JSON cannot carry",
+                              hint="give finite numbers (the option or setting named 'nan'/'inf')") from exc
+
+
+def _has_non_finite(value: Any, depth: int = 0) -> bool:
+    if isinstance(value, float):
+        return value != value or value in (float("inf"), float("-inf"))
+    if depth > 100:
+        return False
+    if isinstance(value, Mapping):
+        return any(_has_non_finite(v, depth + 1) for v in value.values())
+    if isinstance(value, list | tuple):
+        return any(_has_non_finite(v, depth + 1) for v in value)
+    return False
 
 
 def render_all(requests: Iterable[Request]) -> str:
@@ -84,7 +102,11 @@ def exists(client: Elasticsearch, target: str, *, doing: str = "") -> bool:
     """``HEAD <target>``: True on 200, False on 404 (the client does not raise for HEAD 404)."""
     with mapped(doing or f"HEAD {target}"):
         response = client.perform_request("HEAD", "/" + target.lstrip("/"), headers={"accept": _MIME})
-    return 200 <= response.meta.status < 300
+    meta = response.meta
+    # The client returns a HEAD 404 without checking who answered: another server's 404 is not "missing".
+    if meta.status == 404 and meta.headers and meta.headers.get("x-elastic-product") != "Elasticsearch":
+        raise not_elasticsearch(meta, None, doing=doing or f"HEAD {target}")
+    return 200 <= meta.status < 300
 
 
 def send(client: Elasticsearch, request: Request, *, doing: str = "") -> Any:
@@ -95,6 +117,11 @@ def send(client: Elasticsearch, request: Request, *, doing: str = "") -> Any:
     mime = _MIME
     headers = {"accept": mime}
     body: Any = request.body
+    if body is not None and not request.ndjson and _has_non_finite(body):
+        # The backstop: the client's serializer would write NaN/Infinity, which is not JSON.
+        raise ValidationError(f"{request.method} {request.path}: the request holds a NaN or infinite number, "
+                              "which JSON cannot carry", hint="give finite numbers (the option or setting "
+                                                              "named 'nan'/'inf')")
     if body is not None:
         if request.ndjson:
             headers["content-type"] = "application/vnd.elasticsearch+x-ndjson; compatible-with=9"

@@ -4,7 +4,9 @@
     ├── ConfigError                    bad settings: YAML keys/types, flag values (key, file, line)
     ├── ValidationError                bad input to a command: empty text, bad model id, bad filter
     ├── ClusterError                   anything the cluster said or did not say
-    │   ├── ConnectionFailed           unreachable, TLS, timeouts
+    │   ├── ConnectionFailed           unreachable, TLS, connect timeouts
+    │   │   └── RequestTimedOut        the cluster took longer than elasticsearch.request_timeout
+    │   ├── NotElasticsearch           something else answers on the URL (web server, Kibana, proxy)
     │   ├── AuthenticationFailed       401
     │   ├── AuthorizationFailed        403 that is not a license problem
     │   ├── LicenseError               a feature the cluster's license does not allow (ML, RRF)
@@ -64,6 +66,25 @@ class ClusterError(ToolkitError):
 
 class ConnectionFailed(ClusterError):
     exit_code = 11
+
+
+class RequestTimedOut(ConnectionFailed):
+    exit_code = 19
+
+    def __init__(self, message: str, *, seconds: float | None = None, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.seconds = seconds
+
+
+class NotElasticsearch(ClusterError):
+    """A response without ``X-Elastic-Product: Elasticsearch``: another server answers on the URL."""
+
+    exit_code = 25
+
+    def __init__(self, message: str, *, url: str = "", status: int | None = None, content_type: str = "",
+                 first_line: str = "", hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.url, self.status, self.content_type, self.first_line = url, status, content_type, first_line
 
 
 class AuthenticationFailed(ClusterError):
@@ -165,7 +186,96 @@ def _short_reason(exc: BaseException) -> str:
         return m.group(0).strip()
     if isinstance(exc, TimeoutError) or "Timeout" in type(exc).__name__:
         return "timed out"
-    return text if len(text) <= 200 else text[:200] + "..."
+    return _first_line(text)
+
+
+def _first_line(text: str, limit: int = 200) -> str:
+    """The first non-blank line of a body or message, control characters dropped, at most ``limit`` long."""
+    line = next((ln.strip() for ln in str(text).splitlines() if ln.strip()), "")
+    line = re.sub(r"[\x00-\x1f\x7f-\x9f]", "", line)
+    return line if len(line) <= limit else line[:limit] + "..."
+
+
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    """``exc``, its ``errors`` (elastic_transport keeps earlier attempts there) and its causes."""
+    seen: set[int] = set()
+    todo = [exc]
+    while todo:
+        cur = todo.pop()
+        if id(cur) in seen:
+            continue
+        seen.add(id(cur))
+        yield cur
+        todo.extend(e for e in getattr(cur, "errors", ()) or () if isinstance(e, BaseException))
+        todo.extend(e for e in (cur.__cause__, cur.__context__) if e is not None)
+
+
+def _read_timeout(exc: BaseException) -> tuple[bool, float | None]:
+    """(is a read timeout, seconds) for a ConnectionTimeout: urllib3 says which phase timed out."""
+    for cur in _chain(exc):
+        name = type(cur).__name__
+        if name == "ReadTimeoutError" or "Read timed out" in str(cur):
+            m = re.search(r"read timeout=([\d.]+)", str(cur))
+            return True, float(m.group(1)) if m else None
+        if name in ("ConnectTimeoutError", "NewConnectionError"):
+            return False, None
+    return False, None
+
+
+def _product(meta: Any) -> str | None:
+    """The ``X-Elastic-Product`` header ("" when absent); None when the response has no headers at all
+    (a hand-made error: every real HTTP response has some, such as Content-Type)."""
+    headers = getattr(meta, "headers", None)
+    if not headers:
+        return None
+    try:
+        return str(headers.get("x-elastic-product", ""))
+    except AttributeError:
+        return None
+
+
+# Statuses a proxy or load balancer in front of a real cluster answers itself (no product header):
+# they stay retryable request failures rather than "not Elasticsearch".
+_PROXY_STATUSES = (429, 502, 503, 504)
+
+
+def not_elasticsearch(meta: Any, body: Any, *, doing: str = "") -> NotElasticsearch:
+    """The error for a response that did not come from Elasticsearch, saying what did answer.
+
+    Elasticsearch puts ``X-Elastic-Product: Elasticsearch`` on every REST response, errors included
+    (``RestController.dispatchRequest`` / ``dispatchBadRequest`` add it before any handler runs).
+    """
+    node = getattr(meta, "node", None)
+    url = ""
+    if node is not None:
+        host = f"[{node.host}]" if ":" in str(node.host) else node.host
+        url = f"{node.scheme}://{host}:{node.port}{node.path_prefix or ''}"  # NodeConfig never holds userinfo
+    status = getattr(meta, "status", None)
+    headers = getattr(meta, "headers", None)
+    ctype = ""
+    if headers is not None:
+        try:
+            ctype = _first_line(str(headers.get("content-type", "") or ""), 80)
+        except AttributeError:
+            ctype = ""
+    if isinstance(body, bytes):
+        body = body.decode("utf-8", "replace")
+    text = body if isinstance(body, str) else ("" if body is None else repr(body))
+    if re.search(r"<\s*(!doctype|html|head|body|title|h1|p)\b", text[:4096], re.IGNORECASE):
+        # An HTML page: its title, or its first line of text, not its markup.
+        title = re.search(r"<title[^>]*>(.*?)</title>", text[:65536], re.IGNORECASE | re.DOTALL)
+        text = title.group(1) if title else re.sub(r"<[^>]*>", "\n", text[:65536])
+    first = _first_line(" ".join(text.split()) if "\n" not in text.strip() else text, 120)
+    prefix = f"{doing}: " if doing else ""
+    what = f"HTTP {status}" if status else "a response"
+    what += f", {ctype}" if ctype else ""
+    what += f": {first!r}" if first else ", empty body"
+    return NotElasticsearch(
+        f"{prefix}the server at {url or 'the URL'} is not Elasticsearch (it answered {what}, without the "
+        "'X-Elastic-Product: Elasticsearch' header)", url=url, status=status, content_type=ctype,
+        first_line=first,
+        hint="check ES_URL / --es-url: it must point at Elasticsearch's HTTP port (9200 by default), not "
+             "Kibana (5601), a proxy's page or another web server")
 
 
 def from_elasticsearch(exc: BaseException, *, doing: str = "") -> ToolkitError:
@@ -175,15 +285,28 @@ def from_elasticsearch(exc: BaseException, *, doing: str = "") -> ToolkitError:
 
     prefix = f"{doing}: " if doing else ""
     if isinstance(exc, elasticsearch.UnsupportedProductError):
-        return ClusterError(f"{prefix}the server at the URL is not Elasticsearch ({exc.message})",
-                            hint="check ES_URL / --es-url points at an Elasticsearch 9.x cluster")
+        return not_elasticsearch(getattr(exc, "meta", None), getattr(exc, "body", None), doing=doing)
+    if isinstance(exc, elastic_transport.ConnectionTimeout):
+        is_read, seconds = _read_timeout(exc)
+        if is_read:
+            after = f" after {seconds:g} s" if seconds else ""
+            return RequestTimedOut(f"{prefix}the cluster did not answer{after}: the request timed out "
+                                   "(elasticsearch.request_timeout)", seconds=seconds,
+                                   hint="raise elasticsearch.request_timeout (seconds) in the config file "
+                                        "(toolkit.yaml / --config), or try again when the cluster is less busy")
     if isinstance(exc, (elastic_transport.ConnectionError, elastic_transport.ConnectionTimeout,
                         elastic_transport.TlsError, elasticsearch.ConnectionError)):
         return ConnectionFailed(f"{prefix}cannot reach the cluster ({_short_reason(exc)})",
                                 hint="check ES_URL / --es-url, that the cluster is running, and TLS "
                                      "settings (ES_CA_CERTS, ES_VERIFY_CERTS)")
     if isinstance(exc, elasticsearch.ApiError | elastic_transport.ApiError):
+        meta = getattr(exc, "meta", None)
+        product = _product(meta)
         status, err_type, reason = _error_parts(exc)
+        if product is not None and product != "Elasticsearch" and status not in _PROXY_STATUSES:
+            return not_elasticsearch(meta, getattr(exc, "body", None), doing=doing)
+        if not isinstance(getattr(exc, "body", None), dict):
+            reason = _first_line(reason)  # an HTML or text body: its first line, not the whole page
         if status == 401:
             return AuthenticationFailed(f"{prefix}authentication failed: {reason}",
                                         hint="check ES_API_KEY, or ES_USERNAME and ES_PASSWORD")
@@ -203,9 +326,9 @@ def from_elasticsearch(exc: BaseException, *, doing: str = "") -> ToolkitError:
         return RequestFailed(f"{prefix}{status} {err_type}: {reason}", status=status,
                              error_type=err_type, reason=reason)
     if isinstance(exc, elastic_transport.TransportError):
-        return ConnectionFailed(f"{prefix}{type(exc).__name__}: {exc}",
+        return ConnectionFailed(f"{prefix}{type(exc).__name__}: {_first_line(str(exc))}",
                                 hint="check ES_URL / --es-url and that the cluster is running")
-    return ToolkitError(f"{prefix}{type(exc).__name__}: {exc}")
+    return ToolkitError(f"{prefix}{type(exc).__name__}: {_first_line(str(exc))}")
 
 
 @contextlib.contextmanager

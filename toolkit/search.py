@@ -24,6 +24,7 @@ Example::
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -156,6 +157,11 @@ def validate_options(options: SearchOptions) -> None:
             f"num_candidates must be between k ({options.k}) and {MAX_CANDIDATES}, "
             f"got {options.num_candidates}",
             hint="fix --num-candidates (or leave it out: the default is max(100, 10 x k))")
+    for flag, value in (("--min-similarity", options.min_similarity), ("--min-score", options.min_score),
+                        ("--caption-weight", options.caption_weight)):
+        # NaN compares False with everything (so it passes range checks) and is not JSON.
+        if value is not None and not math.isfinite(value):
+            raise ValidationError(f"{flag} must be a finite number, got {value}", hint=f"fix {flag}")
     if options.caption_weight is not None and options.caption_weight < 0:
         raise ValidationError(f"the caption weight must be 0 or more, got {options.caption_weight}",
                               hint="fix --caption-weight")

@@ -14,14 +14,17 @@ Example::
 
 from __future__ import annotations
 
+import base64
+import binascii
 import os
 import re
+import stat
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic import ValidationError as PydanticValidationError
 
 from toolkit.errors import ConfigError
@@ -42,26 +45,86 @@ ENV_VARS: dict[str, str] = {
     ENV_CA_CERTS: "elasticsearch.ca_certs",
     ENV_VERIFY_CERTS: "elasticsearch.verify_certs",
 }
+# Keys whose values (or parts) are secret: never quoted in messages or exception chains.
+SECRET_KEYS = frozenset({"elasticsearch.url", "elasticsearch.api_key", "elasticsearch.password"})
 DEFAULT_CONFIG_FILE = "toolkit.yaml"
 DEFAULT_TEXT_MODEL = "sentence-transformers/clip-ViT-B-32-multilingual-v1"
 DEFAULT_IMAGE_MODEL = "clip-ViT-B-32"
 MASK = "********"
+# A toolkit config is a few KB; bigger files (or aliases that expand to more values) are refused before
+# parsing/expanding them, so a 10 MB file or a "billion laughs" alias bomb cannot hang or eat memory.
+MAX_CONFIG_BYTES = 1024 * 1024
+MAX_CONFIG_NODES = 10_000
+MAX_CONFIG_DEPTH = 32
 
 _MODEL_ID_RE = re.compile(r"^[a-z0-9](?:[a-z0-9_\-.]{0,62}[a-z0-9])?$")
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # allow_inf_nan=False: "nan"/"inf" in any float setting is an error, never sent as non-JSON NaN.
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
+
+
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_API_KEY_RE = re.compile(r"^[\x21-\x7e]+$")
+
+
+def _strip(value: Any) -> Any:
+    """Surrounding whitespace off a string (``$(cat key.txt)`` ends with a newline); blank means unset."""
+    if isinstance(value, SecretStr):
+        value = value.get_secret_value()
+    if isinstance(value, str):
+        value = value.strip()
+        return value or None
+    return value
 
 
 class ElasticsearchSettings(_Section):
     url: str = "http://localhost:9200"
     api_key: SecretStr | None = None
+    """The ``encoded`` value of the create-API-key response (base64), or ``id:api_key``."""
     username: str | None = None
     password: SecretStr | None = None
     ca_certs: str | None = None
     verify_certs: bool = True
     request_timeout: float = Field(default=30.0, gt=0)
+
+    @field_validator("url", "api_key", "username", "password", "ca_certs", mode="before")
+    @classmethod
+    def _stripped(cls, v: Any, info: ValidationInfo) -> Any:
+        v = _strip(v)
+        return "http://localhost:9200" if v is None and info.field_name == "url" else v
+
+    @field_validator("url")
+    @classmethod
+    def _usable_url(cls, v: str) -> str:
+        return check_url(v)
+
+    @field_validator("api_key")
+    @classmethod
+    def _api_key_shape(cls, v: SecretStr | None) -> SecretStr | None:
+        # Messages never quote the key: it is a secret.
+        if v is None:
+            return v
+        key = v.get_secret_value()
+        if key.lower().startswith(("apikey ", "bearer ", "basic ")):
+            raise ValueError("the API key starts with an Authorization scheme ('ApiKey ...'): give the key alone")
+        if not _API_KEY_RE.match(key):
+            raise ValueError("the API key has a space, line break, control or non-ASCII character inside it; "
+                             "an API key is one word: the 'encoded' value of the create-API-key response, "
+                             "or id:api_key")
+        return v
+
+    @field_validator("username")
+    @classmethod
+    def _username_shape(cls, v: str | None) -> str | None:
+        if v is not None and ":" in v:
+            # Basic auth is "user:password"; Elasticsearch splits at the first colon.
+            raise ValueError("a username cannot contain ':' (HTTP Basic auth separates user and password "
+                             "with it)")
+        if v is not None and _CONTROL_RE.search(v):
+            raise ValueError("the username has a control character (a line break?) inside it")
+        return v
 
 
 class AdaptiveAllocations(_Section):
@@ -235,22 +298,129 @@ class Settings(_Section):
         return out
 
     def secrets(self) -> list[str]:
-        """Secret values currently set (so output can be scrubbed of them)."""
+        """Secret values currently set, in every form they travel in (so output can be scrubbed of them)."""
         es = self.elasticsearch
-        found = [s.get_secret_value() for s in (es.api_key, es.password) if s is not None and s.get_secret_value()]
-        url_password = urlsplit(es.url).password
-        if url_password:
-            found.append(url_password)
-        return found
+        return secret_forms(api_key=es.api_key.get_secret_value() if es.api_key else None,
+                            username=es.username,
+                            password=es.password.get_secret_value() if es.password else None, url=es.url)
+
+
+def secret_forms(*, api_key: str | None = None, username: str | None = None, password: str | None = None,
+                 url: str | None = None) -> list[str]:
+    """Every form a secret can appear in: raw, stripped, the key of ``id:key``, the base64 of the
+    ``Authorization`` header (``ApiKey <b64>``, ``Basic <b64>``), percent-decoded URL passwords.
+
+    Example: ``secret_forms(api_key="id1:k3y")`` -> ``["id1:k3y", "k3y", "aWQxOmszeQ=="]``.
+    """
+    found: list[str] = []
+
+    def add(value: str | None) -> None:
+        if value and value not in found:
+            found.append(value)
+
+    def b64(text: str) -> str:
+        return base64.b64encode(text.encode("utf-8")).decode("ascii")
+
+    if api_key:
+        for key in {api_key, api_key.strip()}:
+            add(key)
+            if ":" in key:  # id:api_key: the client sends base64("id:api_key")
+                add(key.partition(":")[2])
+                add(b64(key))
+            else:  # encoded: base64 of "id:api_key"
+                try:
+                    decoded = base64.b64decode(key, validate=True).decode("utf-8")
+                except (binascii.Error, UnicodeDecodeError, ValueError):
+                    decoded = ""
+                if ":" in decoded:
+                    add(decoded)
+                    add(decoded.partition(":")[2])
+    if password:
+        for pw in {password, password.strip()}:
+            add(pw)
+            add(b64(f"{(username or '').strip()}:{pw}"))
+    if url:
+        userinfo = _userinfo(url)
+        if userinfo and ":" in userinfo:
+            user, _, pw = userinfo.partition(":")
+            add(pw)
+            add(unquote(pw))
+            add(b64(f"{unquote(user)}:{unquote(pw)}"))
+    return found
+
+
+def _split_url(url: str) -> tuple[str, str | None, str]:
+    """(``scheme://`` or "", userinfo or None, the rest) for any URL shape, with or without a scheme.
+
+    The userinfo runs to the last '@' before any '?' or '#': a password may hold '/' or '@'.
+    """
+    m = re.match(r"^([A-Za-z][A-Za-z0-9+.\-]*://)?(.*)$", url, re.DOTALL)
+    assert m is not None  # the pattern matches any string
+    prefix, rest = m.group(1) or "", m.group(2)
+    head = re.split(r"[?#]", rest, maxsplit=1)[0]
+    at = head.rfind("@")
+    if at < 0:
+        return prefix, None, rest
+    return prefix, rest[:at], rest[at + 1:]
+
+
+def _userinfo(url: str) -> str | None:
+    return _split_url(url)[1]
 
 
 def mask_url(url: str) -> str:
-    """The URL with any password in it masked: ``https://elastic:********@host:9200``."""
-    parts = urlsplit(url)
-    if not parts.password:
+    """The URL with any password in it masked, whatever its shape.
+
+    ``https://elastic:pw@host:9200`` -> ``https://elastic:********@host:9200``; also without a scheme
+    (``elastic:pw@host:9200``) and with '/' or '@' inside the password.
+    """
+    prefix, userinfo, rest = _split_url(url)
+    if userinfo is None or ":" not in userinfo:
         return url
-    netloc = parts.netloc.replace(f":{parts.password}@", f":{MASK}@", 1)
-    return parts._replace(netloc=netloc).geturl()
+    return f"{prefix}{userinfo.partition(':')[0]}:{MASK}@{rest}"
+
+
+_URL_HINT = "set ES_URL / --es-url like http://localhost:9200 or https://host:443"
+
+
+def check_url(url: str) -> str:
+    """The URL if the client can use it as given (scheme lowercased), else ValueError saying why, masked.
+
+    Refused: no scheme, a scheme other than http/https, spaces or control characters, no host, a port
+    outside 1-65535, http without a port, a query string or fragment (the client drops them silently),
+    and a password holding an unencoded '/', '?' or '#'.
+    """
+    shown = mask_url(url)
+    if any(c.isspace() for c in url) or _CONTROL_RE.search(url):
+        raise ValueError(f"'{shown}' has a space or control character in it ({_URL_HINT})")
+    m = re.match(r"^([A-Za-z][A-Za-z0-9+.\-]*)://", url)
+    if not m:
+        raise ValueError(f"'{shown}' has no scheme: write http://{shown} or https://{shown}")
+    scheme = m.group(1).lower()
+    if scheme not in ("http", "https"):
+        raise ValueError(f"'{shown}' uses {scheme}://, but Elasticsearch speaks only http:// or https:// "
+                         f"({_URL_HINT})")
+    url = scheme + url[len(m.group(1)):]
+    prefix, userinfo, rest = _split_url(url)
+    parts = urlsplit(url)
+    if userinfo is not None and parts.netloc.rpartition("@")[0] != userinfo:
+        raise ValueError(f"the password in '{shown}' has a '/', '?' or '#' in it: percent-encode it (%2F, %3F, "
+                         "%23) or set ES_USERNAME and ES_PASSWORD instead")
+    if not parts.hostname:
+        raise ValueError(f"'{shown}' has no host ({_URL_HINT})")
+    try:
+        port = parts.port
+    except ValueError:
+        port = -1
+    if port is not None and not 1 <= port <= 65535:
+        raise ValueError(f"'{shown}' has a port that is not a number from 1 to 65535 ({_URL_HINT})")
+    if port is None and scheme == "http":
+        raise ValueError(f"'{shown}' has no port, and the client needs one for http: Elasticsearch listens on "
+                         f"9200 (http://{parts.hostname}:9200)")
+    if "?" in rest or "#" in rest:
+        raise ValueError(f"'{shown}' has a query string or #fragment, which the client would drop: remove it "
+                         "(a path prefix such as https://host/es is fine)")
+    return url
 
 
 def _parents(key: str) -> list[str]:
@@ -269,33 +439,109 @@ def derive_model_id(hub_id: str) -> str:
 
 
 def _yaml_lines(text: str, file: str) -> tuple[dict[str, Any], dict[str, int]]:
-    """Parse YAML, returning the data and the line (1-based) of every dotted key."""
+    """Parse YAML, returning the data and the line (1-based) of every dotted key.
+
+    A key given twice in one mapping is an error naming both lines (YAML would keep the last silently);
+    aliases are expanded while counting, so an alias bomb is refused before anything expands it.
+    """
     import yaml
 
+    def fail(exc: yaml.YAMLError) -> ConfigError:
+        mark = getattr(exc, "problem_mark", None)
+        return ConfigError(f"not valid YAML: {getattr(exc, 'problem', None) or exc}", file=file,
+                           line=(mark.line + 1) if mark else None, hint="fix the YAML syntax")
+
     try:
-        node = yaml.compose(text)
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as exc:
+        raise fail(exc) from exc
+    lines: dict[str, int] = {}
+    count = 0
+
+    def walk(n: Any, prefix: str, depth: int) -> None:
+        nonlocal count
+        count += 1
+        if count > MAX_CONFIG_NODES or depth > MAX_CONFIG_DEPTH:
+            raise ConfigError(f"the YAML expands to more than {MAX_CONFIG_NODES} values or {MAX_CONFIG_DEPTH} "
+                              "levels (aliases that repeat each other?)", file=file,
+                              line=n.start_mark.line + 1, hint="write the settings out without nested aliases")
+        if isinstance(n, yaml.MappingNode):
+            seen: dict[str, int] = {}
+            for k, v in n.value:
+                if isinstance(k, yaml.ScalarNode) and k.tag == "tag:yaml.org,2002:merge":
+                    walk(v, prefix, depth + 1)
+                    continue
+                name = str(k.value) if isinstance(k, yaml.ScalarNode) else "?"
+                key = f"{prefix}{name}"
+                line = k.start_mark.line + 1
+                if name in seen:
+                    raise ConfigError(f"key '{key}' is given twice (lines {seen[name]} and {line}); YAML would "
+                                      "silently keep the last one", key=key, file=file, line=line,
+                                      hint="remove one of them")
+                seen[name] = line
+                lines.setdefault(key, line)
+                walk(v, key + ".", depth + 1)
+        elif isinstance(n, yaml.SequenceNode):
+            for item in n.value:
+                walk(item, prefix, depth + 1)
+
+    if node is not None:
+        walk(node, "", 0)
+    try:
         # Tags such as !!python/object pass compose but not safe_load: both are the user's YAML to fix.
         data = yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        raise ConfigError(f"not valid YAML: {getattr(exc, 'problem', exc)}", file=file,
-                          line=(mark.line + 1) if mark else None,
-                          hint="fix the YAML syntax") from exc
-    lines: dict[str, int] = {}
-
-    def walk(n: Any, prefix: str) -> None:
-        if isinstance(n, yaml.MappingNode):
-            for k, v in n.value:
-                key = f"{prefix}{k.value}"
-                lines[key] = k.start_mark.line + 1
-                walk(v, key + ".")
-
-    if node is not None:
-        walk(node, "")
+        raise fail(exc) from exc
     if not isinstance(data, dict):
-        raise ConfigError("the top level must be a mapping of sections (elasticsearch:, index:, ...)",
-                          file=file, line=1)
+        raise ConfigError("the top level must be a mapping of sections (elasticsearch:, index:, ...), not "
+                          f"a {type(data).__name__}", file=file, line=1,
+                          hint="write it like 'elasticsearch:\n  url: http://localhost:9200'")
     return data, lines
+
+
+def _file_kind(mode: int) -> str:
+    if stat.S_ISDIR(mode):
+        return "a directory"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO (named pipe)"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    return "not a regular file"
+
+
+def _read_config(path: Path) -> str:
+    """The config file's text, refusing anything but a regular UTF-8 file of at most MAX_CONFIG_BYTES."""
+    file_name = str(path)
+    try:
+        # O_NONBLOCK: opening a FIFO must not wait for a writer; fstat then says what it is.
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except OSError as exc:
+        raise ConfigError(f"cannot read the config file: {exc.strerror}", file=file_name) from exc
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):
+        os.close(fd)
+        raise ConfigError(f"config file {path} is {_file_kind(info.st_mode)}, not a file",
+                          hint="pass the YAML file itself to --config (or fix TOOLKIT_CONFIG, or move "
+                               f"the {DEFAULT_CONFIG_FILE} that is in the way)")
+    with os.fdopen(fd, "rb") as fh:
+        if info.st_size > MAX_CONFIG_BYTES:
+            raise ConfigError(f"the config file is {info.st_size / 1024**2:.1f} MB; a toolkit config is a few KB "
+                              f"(at most {MAX_CONFIG_BYTES // 1024} KB)", file=file_name,
+                              hint="point --config at the toolkit's YAML settings file")
+        try:
+            raw = fh.read(MAX_CONFIG_BYTES + 1)
+        except OSError as exc:
+            raise ConfigError(f"cannot read the config file: {exc.strerror}", file=file_name) from exc
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"the config file is over {MAX_CONFIG_BYTES // 1024} KB; a toolkit config is a few KB",
+                          file=file_name, hint="point --config at the toolkit's YAML settings file")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"the config file is not UTF-8 text ({exc.reason} at byte {exc.start})",
+                          file=file_name, hint="save the file as UTF-8 YAML") from exc
 
 
 def _set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
@@ -343,29 +589,21 @@ def load_settings(*, config_path: str | Path | None = None, overrides: Mapping[s
 
     explicit = config_path is not None or bool(env.get(ENV_CONFIG))
     path = Path(config_path or env.get(ENV_CONFIG) or (cwd or Path.cwd()) / DEFAULT_CONFIG_FILE)
-    if path.is_file():
+    if path.exists():
+        # A directory, FIFO or device named toolkit.yaml is an error too: never silently skipped.
         file_name = str(path)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise ConfigError(f"cannot read the config file: {exc.strerror}", file=file_name) from exc
-        except UnicodeDecodeError as exc:
-            raise ConfigError(f"the config file is not UTF-8 text ({exc.reason} at byte {exc.start})",
-                              file=file_name, hint="save the file as UTF-8 YAML") from exc
-        data, file_lines = _yaml_lines(text, file_name)
+        data, file_lines = _yaml_lines(_read_config(path), file_name)
         for key in _flatten(data):
             origins[key] = f"file:{file_name}:{file_lines.get(key, 0)}"
-    elif explicit and path.exists():
-        raise ConfigError(f"config file {path} is not a file (a directory?)",
-                          hint="pass the YAML file itself to --config (or fix TOOLKIT_CONFIG)")
     elif explicit:
         raise ConfigError(f"config file {path} does not exist",
                           hint="pass an existing file to --config (or unset TOOLKIT_CONFIG)")
 
     for var, key in ENV_VARS.items():
         value = env.get(var)
-        if value not in (None, ""):
-            _set_dotted(data, key, value)
+        # Surrounding whitespace ($(cat file) keeps the newline) is dropped; blank means unset.
+        if value is not None and value.strip():
+            _set_dotted(data, key, value.strip())
             origins[key] = f"env:{var}"
 
     for key, value in (overrides or {}).items():
@@ -376,7 +614,11 @@ def load_settings(*, config_path: str | Path | None = None, overrides: Mapping[s
     try:
         settings = Settings.model_validate(data)
     except PydanticValidationError as exc:
-        raise _config_error(exc, origins, file_lines, file_name) from exc
+        error = _config_error(exc, origins, file_lines, file_name)
+        if error.key in SECRET_KEYS:
+            # pydantic's error repeats the input (the secret): do not chain it where a traceback could show it.
+            raise error from None
+        raise error from exc
     settings._origins = origins
     return settings
 
@@ -400,14 +642,15 @@ def _config_error(exc: PydanticValidationError, origins: dict[str, str], file_li
         return ConfigError(f"invalid settings: {detail}" + (f" ({'; '.join(named)})" if named else ""),
                            hint="set the missing key or remove the one that needs it (where each comes "
                                 "from is in parentheses)")
+    example = f" ({_URL_HINT.removeprefix('set ES_URL / --es-url ')})" if key == "elasticsearch.url" else ""
     if origin.startswith("env:"):
         return ConfigError(f"{origin[4:]}: invalid value for '{key}': {detail}", key=key,
-                           hint=f"fix the environment variable {origin[4:]}")
+                           hint=f"fix the environment variable {origin[4:]}{example}")
     if origin == "flag":
-        return ConfigError(f"invalid value for '{key}': {detail}", key=key, hint="fix the flag's value")
+        return ConfigError(f"invalid value for '{key}': {detail}", key=key, hint=f"fix the flag's value{example}")
     if key in file_lines:
         return ConfigError(f"invalid value for '{key}': {detail}", key=key, file=file_name,
-                           line=file_lines[key], hint="fix the value in the config file")
+                           line=file_lines[key], hint=f"fix the value in the config file{example}")
     return ConfigError(f"invalid settings: {key or 'settings'}: {detail}", key=key, file=file_name)
 
 

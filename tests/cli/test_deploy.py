@@ -192,6 +192,6 @@ def test_undeploy_against_a_server_that_is_not_elasticsearch_fails(tmp_path):
         result = undeploy(f"http://127.0.0.1:{server.server_address[1]}", "--delete")
     finally:
         server.shutdown()
-    assert result.exit_code == 10, result.output
+    assert result.exit_code == 25, result.output  # NotElasticsearch
     assert "not Elasticsearch" in result.output
     assert "was not running" not in result.output

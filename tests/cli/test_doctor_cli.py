@@ -159,7 +159,7 @@ def test_url_the_client_cannot_use_is_a_config_error_without_the_password(url: s
     for command in (["doctor"], ["undeploy"]):
         result = runner.invoke(app, [*command, "--es-url", url])
         assert result.exit_code == 3, result.output
-        assert "is not a URL the client can use" in result.output
+        assert "elasticsearch.url" in result.output and "http://localhost:9200" in result.output  # the fix
         assert "Pw9secret" not in result.output
 
 
@@ -168,7 +168,7 @@ def test_a_server_that_is_not_elasticsearch_fails_reachable_not_auth() -> None:
 
     with not_elasticsearch() as url:
         code, data = doctor(url)
-    assert code == 10
+    assert code == 25  # NotElasticsearch
     assert check(data, "reachable")["status"] == "fail"
     assert "not Elasticsearch" in check(data, "reachable")["message"]
     assert status(data)["auth"] == "skip"

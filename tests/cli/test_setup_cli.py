@@ -137,5 +137,5 @@ def not_elasticsearch() -> Iterator[str]:
 def test_setup_says_when_the_url_is_not_elasticsearch() -> None:
     with not_elasticsearch() as url:
         code, out = setup(url)
-    assert code == 10, out
+    assert code == 25, out  # NotElasticsearch
     assert "not Elasticsearch" in out and "<html" not in out.lower()

@@ -7,21 +7,66 @@ fix and the error's own exit code (see ``toolkit.errors``).
 
 from __future__ import annotations
 
+import math
+import os
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from typer.core import TyperGroup
 
-from toolkit.cli.output import print_error, register_secrets
+from toolkit.cli.output import print_error, print_unexpected, register_secrets, scrub
 from toolkit.errors import ToolkitError
-from toolkit.settings import Settings, load_settings
+from toolkit.settings import ENV_API_KEY, ENV_PASSWORD, ENV_URL, ENV_USERNAME, Settings, load_settings, secret_forms
+
+
+def _refuse_non_finite(ctx: Any) -> None:
+    """A float option or argument given ``nan`` or ``inf`` is a usage error naming it (they are not JSON)."""
+    for param in ctx.command.params:
+        value = ctx.params.get(param.name)
+        for v in value if isinstance(value, list | tuple) else (value,):
+            if isinstance(v, float) and not math.isfinite(v):
+                raise typer.BadParameter(f"{v!r} is not a finite number", ctx=ctx, param=param)
+
+
+def _finite_floats(command: Any) -> None:
+    """Make ``command`` (and its subcommands) check its parsed float values before it runs."""
+    if getattr(command, "_toolkit_finite", False):
+        return
+    command._toolkit_finite = True
+    plain_invoke = command.invoke
+
+    def invoke(ctx: Any) -> Any:
+        _refuse_non_finite(ctx)
+        return plain_invoke(ctx)
+
+    command.invoke = invoke
+    for sub in (getattr(command, "commands", None) or {}).values():
+        _finite_floats(sub)
+
+
+def _register_env_secrets() -> None:
+    """Secrets from the environment are scrubbed even when settings fail to resolve."""
+    env = os.environ
+    register_secrets(secret_forms(api_key=env.get(ENV_API_KEY), username=env.get(ENV_USERNAME),
+                                  password=env.get(ENV_PASSWORD), url=env.get(ENV_URL)))
 
 
 class ToolkitGroup(TyperGroup):
-    """Turns library errors into one-line messages and exit codes, for every command."""
+    """Turns library errors into one-line messages and exit codes, for every command.
+
+    It is also the last resort: any other exception is printed with its traceback scrubbed of every
+    known secret (exit 1), and click's usage errors have the user's text escaped.
+    """
+
+    def resolve_command(self, ctx: Any, args: list[str]) -> Any:
+        name, command, rest = super().resolve_command(ctx, args)
+        if command is not None:
+            _finite_floats(command)
+        return name, command, rest
 
     def invoke(self, ctx: Any) -> Any:
+        _register_env_secrets()
         try:
             return super().invoke(ctx)
         except ToolkitError as exc:
@@ -32,6 +77,16 @@ class ToolkitGroup(TyperGroup):
 
             err.print("interrupted")
             raise typer.Exit(130) from None
+        except (typer.Exit, typer.Abort):
+            raise
+        except typer.TyperException as exc:
+            # Usage errors quote what the user typed (an option value, a file name): scrub it.
+            if isinstance(getattr(exc, "message", None), str):
+                exc.message = scrub(exc.message)
+            raise
+        except Exception as exc:
+            print_unexpected(exc)
+            raise typer.Exit(1) from None
 
 
 app = typer.Typer(

@@ -1,33 +1,78 @@
-"""Printing for the CLI: results on stdout, messages and progress on stderr, secrets scrubbed."""
+"""Printing for the CLI: results on stdout, messages and progress on stderr, secrets scrubbed.
+
+This is the one place text reaches the terminal. Everything printed, through ``out``/``err`` (tables,
+progress bars, messages) or ``print_text``/``print_json``, is made safe here:
+
+- every registered secret (and its ``ApiKey``/``Basic`` base64 forms) is replaced with a mask;
+- control characters (ANSI escape sequences, carriage returns, C1 codes, bidi overrides) in file names,
+  captions, cluster reasons and other data are shown escaped (``\\x1b``), so data cannot drive the
+  terminal. The consoles' own styling is untouched.
+"""
 
 from __future__ import annotations
 
 import json
+import re
 import sys
+import traceback
+from collections.abc import Iterable
 from typing import Any
 
-from rich.console import Console
+from rich.console import Console, ConsoleOptions, RenderableType
 from rich.markup import escape
+from rich.segment import Segment
 
 from toolkit.errors import ToolkitError
 
 MASK = "********"
 _secrets: set[str] = set()
 
-out = Console(soft_wrap=True, highlight=False)
-err = Console(stderr=True, soft_wrap=True, highlight=False)
+# C0 controls but tab and newline, DEL, C1 controls, and the Unicode bidi/line controls that reorder
+# or break what the terminal shows ("Trojan source").
+_CONTROL_RE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+# In JSON output C0 controls are already \u-escaped by json.dumps; the others are not.
+_JSON_UNSAFE_RE = re.compile("[\x7f-\x9f\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 
 
-def register_secrets(values: list[str]) -> None:
+def _escaped(match: re.Match[str]) -> str:
+    code = ord(match.group(0))
+    return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
+
+
+def escape_controls(text: str) -> str:
+    """Control characters shown as escapes: ``"a\\x1b[2Jb"`` -> ``"a\\\\x1b[2Jb"`` (newlines and tabs kept)."""
+    return _CONTROL_RE.sub(_escaped, text)
+
+
+def register_secrets(values: Iterable[str]) -> None:
     """Remember secret values so nothing printed can contain them."""
-    _secrets.update(v for v in values if v and len(v) >= 3)
+    for value in values:
+        for v in (value, value.strip()) if value else ():
+            if len(v) >= 3:
+                _secrets.add(v)
 
 
 def scrub(text: str) -> str:
-    """Replace every registered secret in ``text`` with a mask."""
+    """``text`` safe to print: every registered secret masked, control characters escaped."""
+    text = str(text)
     for secret in sorted(_secrets, key=len, reverse=True):
         text = text.replace(secret, MASK)
-    return text
+    return escape_controls(text)
+
+
+class SafeConsole(Console):
+    """A rich Console that scrubs the text of every segment it renders (not its own control codes)."""
+
+    def render(self, renderable: RenderableType, options: ConsoleOptions | None = None) -> Iterable[Segment]:
+        for segment in super().render(renderable, options):
+            if segment.control or not segment.text:
+                yield segment
+            else:
+                yield Segment(scrub(segment.text), segment.style, segment.control)
+
+
+out = SafeConsole(soft_wrap=True, highlight=False)
+err = SafeConsole(stderr=True, soft_wrap=True, highlight=False)
 
 
 def print_text(text: str) -> None:
@@ -39,8 +84,14 @@ def print_text(text: str) -> None:
 
 
 def print_json(data: Any) -> None:
-    """Machine output: one JSON document on stdout."""
-    print_text(json.dumps(data, indent=2, ensure_ascii=False, default=str))
+    """Machine output: one JSON document on stdout (secrets masked; controls stay \\u-escaped)."""
+    text = json.dumps(data, indent=2, ensure_ascii=False, default=str)
+    for secret in sorted(_secrets, key=len, reverse=True):
+        # Mask the secret as JSON writes it (a quote or backslash in it is escaped there).
+        text = text.replace(json.dumps(secret, ensure_ascii=False)[1:-1], MASK)
+    text = _JSON_UNSAFE_RE.sub(lambda m: f"\\u{ord(m.group(0)):04x}", text)
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
 
 
 def info(message: str) -> None:
@@ -53,3 +104,13 @@ def print_error(exc: ToolkitError) -> None:
     err.print(f"[bold red]error:[/] {escape(scrub(exc.message))}", markup=True, highlight=False)
     if exc.hint:
         err.print(f"  [bold]fix:[/] {escape(scrub(exc.hint))}", markup=True, highlight=False)
+
+
+def print_unexpected(exc: BaseException) -> None:
+    """The last resort: an exception nobody expected, with its traceback (causes included), scrubbed."""
+    details = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    sys.stderr.write(scrub(details))
+    sys.stderr.write(scrub(f"error: unexpected {type(exc).__name__}: {exc}\n"))
+    sys.stderr.write("  fix: this is a bug in toolkit: please report it with the lines above "
+                     "(secrets are masked)\n")
+    sys.stderr.flush()
