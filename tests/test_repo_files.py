@@ -63,3 +63,19 @@ def test_workflow_runs_real_cluster_tests_on_two_releases() -> None:
     assert len(versions) >= 2 and all(v.startswith("9.") for v in versions)
     steps = " ".join(step.get("run", "") for step in real["steps"])
     assert "-m real_cluster" in steps and "toolkit smoke" in steps
+
+
+def test_the_workflow_tests_every_python_the_package_declares() -> None:
+    """requires-python and the workflow's Python matrix name the same versions (a user on 3.13 is
+    tested, and no declared version goes untested)."""
+    import re
+    import tomllib
+
+    spec = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["requires-python"]
+    low = re.search(r">=\s*3\.(\d+)", spec)
+    high = re.search(r"<\s*3\.(\d+)", spec)
+    assert low and high, spec
+    declared = [f"3.{minor}" for minor in range(int(low.group(1)), int(high.group(1)))]
+    workflow = yaml.safe_load((ROOT / ".github" / "workflows" / "ci.yml").read_text())
+    assert workflow["jobs"]["test"]["strategy"]["matrix"]["python"] == declared
+    assert "3.12" in declared and "3.13" in declared
