@@ -850,6 +850,7 @@ class _Runner:
                 if not any_present:
                     return
             results = self.infer(model_id, texts)
+            _check_update_task(cfg, results[0])
             for i, (item, result) in enumerate(zip(io, results, strict=True)):
                 output = item["output_field"]
                 base, _, last = output.rpartition(".")
@@ -870,6 +871,7 @@ class _Runner:
             if value is not None:
                 fields.setdefault(dest, value)
         result = self.infer(model_id, [fields])[0]
+        _check_update_task(cfg, result)
         update = cfg.get("inference_config") or {}
         update_options = next(iter(update.values()), None) if isinstance(update, dict) else None
         results_field = (update_options or {}).get("results_field") or getattr(
@@ -880,6 +882,24 @@ class _Runner:
             written["is_truncated"] = True
         written["model_id"] = model_id
         _set_or_append(doc, target, written)
+
+
+def _check_update_task(cfg: dict[str, Any], result: Any) -> None:
+    """A processor's ``inference_config`` of another task than the model's is refused by the deployment:
+    403 ``status_exception`` (``TrainedModelDeploymentTask.infer``, ``update.isSupported(config) == false``).
+    Checked here on the result, which carries the model's task and id; the outcome is the same."""
+    update = cfg.get("inference_config")
+    task = getattr(result, "task", None)
+    if not isinstance(update, dict) or not update or task is None:
+        return
+    wanted = next(iter(update))
+    if wanted != task:
+        raise ESError(
+            403,
+            "status_exception",
+            f"Trained model [{getattr(result, 'model_id', cfg['model_id'])}] is configured for task [{task}] "
+            f"but called with task [{wanted}]",
+        )
 
 
 def _dig(fields: dict[str, Any], path: str) -> Any:

@@ -346,6 +346,20 @@ def test_failed_and_stopped_deployments(escluster: Handle, definition: bytes) ->
     assert doc["error"]["reason"] == NOT_ML.format(id="tiny")
 
 
+@pytest.mark.parametrize("form", [io_pipeline, legacy_pipeline])
+def test_processor_inference_config_of_another_task_is_403(
+    escluster: Handle, definition: bytes, form: Any
+) -> None:
+    deploy(escluster, definition, deployment_id="dep")
+    pipeline = form("dep")
+    pipeline["processors"][0]["inference"]["inference_config"] = {"ner": {}}
+    (doc,) = simulate(escluster, pipeline, {"caption": SHORT})
+    assert (doc["error"]["type"], doc["error"]["reason"]) == (
+        "status_exception",
+        "Trained model [tiny] is configured for task [text_embedding] but called with task [ner]",
+    )
+
+
 # ------------------------------------------------------------------------------ query_vector_builder
 def knn_search(es: Handle, builder: dict[str, Any]) -> Any:
     ok(call(es.url, "PUT", "/v", {"mappings": {"properties": {"v": {"type": "dense_vector", "dims": DIMS}}}}))
