@@ -53,6 +53,8 @@ if TYPE_CHECKING:
 
 #: The caption the pipeline check embeds.
 PIPELINE_CAPTION = "a cat sitting on a wooden table"
+# Longer than the text model's 128 tokens: Elasticsearch truncates it and says so (is_truncated).
+LONG_CAPTION = " ".join(["a cat sitting on a wooden table next to a window in the morning light"] * 12)
 #: The text of the model-agnostic text query check.
 TEXT_QUERY = "a cat"
 #: The bundled photo the image query searches with (it must find itself).
@@ -241,6 +243,17 @@ def check_pipeline(client: Elasticsearch, settings: Settings) -> str:
                            f"is {want}",
                            hint=f"set index.caption_dims: {len(vector)} and run `toolkit setup` for a new index, "
                                 f"or deploy a text model with {want} dims")
+    # Elasticsearch writes more than the vector (model_id; is_truncated for a long caption): every field
+    # the pipeline leaves must be mapped, or a strict index rejects the document after the pipeline ran.
+    long_body = send(client, simulate_request(name, f.caption, LONG_CAPTION),
+                     doing=f"simulating ingest pipeline {name}")
+    long_source = ((long_body.get("docs") or [{}])[0].get("doc") or {}).get("_source") or {}
+    mapped = set(asset_mod.template_properties(asset_mod.load_assets(settings)))
+    unmapped = sorted((set(source) | set(long_source)) - mapped)
+    if unmapped:
+        raise ToolkitError(f"pipeline '{name}' writes {', '.join(unmapped)}, which the index mapping does not "
+                           "map: a strict index rejects every document with a caption",
+                           hint="run `toolkit setup` (it updates the pipeline and the index mapping)")
     return f"'{name}' embeds a caption into {len(vector)} dims with '{settings.text_model.cluster_deployment_id}'"
 
 
