@@ -821,6 +821,8 @@ class MLStore:
         """
         try:
             part = int(part_text)
+            if not -(2**31) <= part < 2**31:  # RestRequest.paramAsInt: Integer.parseInt
+                raise ValueError(part_text)
         except ValueError:
             raise ESError(
                 400,
@@ -1166,6 +1168,7 @@ class MLStore:
         allow_no_match = _bool_param(params, "allow_no_match", True)
         force = _bool_param(params, "force", False)
         if isinstance(body, dict):
+            parsed = dict(body)
             for key, value in body.items():
                 if key not in ("model_id", "allow_no_match", "force"):
                     raise ESError(
@@ -1173,7 +1176,9 @@ class MLStore:
                         "x_content_parse_exception",
                         f"[1:2] [cluster:admin/xpack/ml/trained_models/deployment/stop] unknown field [{key}]",
                     )
-                if key != "model_id" and not isinstance(value, bool):
+                if key != "model_id" and value in ("true", "false"):
+                    parsed[key] = value == "true"  # ObjectParser's booleans take the strings too
+                elif key != "model_id" and not isinstance(value, bool):
                     raise ESError(
                         400,
                         "x_content_parse_exception",
@@ -1187,8 +1192,8 @@ class MLStore:
                     f"Inconsistent model_id; '{body['model_id']}' specified in the body differs from "
                     f"'{deployment_id}' specified as a URL argument",
                 )
-            allow_no_match = body.get("allow_no_match", allow_no_match)
-            force = body.get("force", force)
+            allow_no_match = parsed.get("allow_no_match", allow_no_match)
+            force = parsed.get("force", force)
         deployment = self._deployments.get(deployment_id)
         if deployment is None:
             if not allow_no_match:

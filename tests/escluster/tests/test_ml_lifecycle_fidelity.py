@@ -216,9 +216,22 @@ def test_stop_body_is_parsed_as_es_parses_it(
     assert (err.status, err.type, err.reason) == (status, error_type, reason)
 
 
-def test_force_in_the_body_stops_a_referenced_deployment(deployed: Store) -> None:
+@pytest.mark.parametrize("force", [True, "true"])
+def test_force_in_the_body_stops_a_referenced_deployment(deployed: Store, force: Any) -> None:
     deployed.pipelines["p"] = inference_pipeline("tiny")
-    assert deployed("POST", "trained_models/tiny/deployment/_stop", {"force": True}) == {"stopped": True}
+    assert deployed.error("POST", "trained_models/tiny/deployment/_stop", {"force": False}).status == 409
+    assert deployed("POST", "trained_models/tiny/deployment/_stop", {"force": force}) == {"stopped": True}
+
+
+def test_a_part_number_beyond_an_int_is_a_parse_error(s: Store) -> None:
+    s.put_model("tiny")
+    body = {"definition": "AAAA", "total_definition_length": 3, "total_parts": 1}
+    err = s.error("PUT", "trained_models/tiny/definition/4294967296", body)
+    assert (err.status, err.type, err.reason) == (
+        400,
+        "illegal_argument_exception",
+        "Failed to parse int parameter [part] with value [4294967296]",
+    )
 
 
 def test_stop_needs_no_ml_license(deployed: Store) -> None:
