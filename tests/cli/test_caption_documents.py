@@ -19,6 +19,7 @@ import pytest
 from typer.testing import CliRunner
 
 from tests.lib.test_smoke import tiny_text_model_64, write_config
+from toolkit.assets import content_hash
 from toolkit.cli import app
 from toolkit.cluster import make_client
 from toolkit.devtools import Request, send
@@ -142,6 +143,8 @@ def install_the_old_shape(es) -> None:
     client = client_for(es)
     stored = send(client, Request("GET", f"_ingest/pipeline/{PIPELINE}"))[PIPELINE]
     stored["processors"] = [p for p in stored["processors"] if "inference" in p]
+    stored["_meta"] = {"managed_by": "toolkit"}
+    stored["_meta"]["toolkit_hash"] = content_hash(stored)  # as the older toolkit stored its own body
     send(client, Request("PUT", f"_ingest/pipeline/{PIPELINE}", body=stored))
     send(client, Request("PUT", "old-000001", body={
         "settings": {"index": {"default_pipeline": PIPELINE}},
@@ -170,6 +173,10 @@ def test_an_old_installation_is_flagged_by_doctor_and_brought_up_to_date_by_setu
     assert result.exit_code != 0
     assert "model_id" in checks["index"]["message"] and "old-000001" in checks["index"]["message"]
     assert "toolkit setup" in (checks["index"]["fix"] or "")
+
+    result = cli(installed, folder, "smoke")
+    assert result.exit_code != 0
+    assert "pipeline" in result.output and "model_id" in result.output, result.output
 
     result = cli(installed, folder, "setup", "--json")
     assert result.exit_code == 0, result.output
