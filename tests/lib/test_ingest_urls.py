@@ -6,7 +6,7 @@ import importlib
 import json
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -19,12 +19,15 @@ from toolkit.images.sources import open_source
 from toolkit.ingest import ingest
 from toolkit.ingest.fetch import FetchError, download
 
+Route = bytes | Callable[[BaseHTTPRequestHandler], None]
+
 
 class ImageServer:
-    """Serves ``routes`` (path -> bytes); ``/slow*`` waits, ``/flaky*`` fails once with 503."""
+    """Serves ``routes`` (path -> bytes, or a function that answers with the handler itself: the
+    hostile cases); ``/slow*`` waits, ``/flaky*`` fails once with 503."""
 
     def __init__(self) -> None:
-        self.routes: dict[str, bytes] = {}
+        self.routes: dict[str, Route] = {}
         self.requests: list[str] = []
         self.flaky_seen: set[str] = set()
         server = self
@@ -44,6 +47,12 @@ class ImageServer:
                     self.end_headers()
                     return
                 body = server.routes.get(route)
+                if callable(body):
+                    try:
+                        body(self)
+                    except (BrokenPipeError, ConnectionResetError):
+                        pass
+                    return
                 if body is None:
                     self.send_response(404)
                     self.end_headers()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+import threading
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -63,8 +65,9 @@ def ingest_command(
     """
     from toolkit.cluster import make_client
     from toolkit.errors import ValidationError
-    from toolkit.images.sources import SOURCE_KINDS, ColumnMap, FailuresSource, open_source
+    from toolkit.images.sources import SOURCE_KINDS, ColumnMap, open_source
     from toolkit.ingest import ingest
+    from toolkit.ingest.ledger import RetrySource
 
     settings = settings_from(config=config, es_url=es_url, **{
         "index.alias": index, "image_model.name": image_model, "image_model.batch_size": batch_size,
@@ -88,7 +91,7 @@ def ingest_command(
         ("--caption-column", caption_column), ("--label-column", label_column),
         ("--relation-column", relation_column), ("--metadata-columns", metadata_columns)) if value is not None]
     if retry_failures is not None:
-        items: Any = FailuresSource(retry_failures)
+        items: Any = RetrySource(retry_failures)
     else:
         columns = ColumnMap(
             id=id_column, path=path_column, url=url_column, caption=caption_column, label=label_column,
@@ -104,24 +107,73 @@ def ingest_command(
             hint="drop the column flags, or pass the manifest (--kind manifest for another extension)")
     client = make_client(settings)
 
-    report = _run_with_progress(lambda on_progress: ingest(
-        client, settings, source=items, resume=resume, failures_file=failures_file,
-        on_progress=on_progress), quiet=as_json)
+    with _sigterm_as_interrupt() as terminated:
+        report = _run_with_progress(lambda on_progress: ingest(
+            client, settings, source=items, resume=resume, failures_file=failures_file,
+            on_progress=on_progress), quiet=as_json)
 
     if as_json:
         print_json(report.as_json())
     else:
         _print_summary(report)
+    resolved = int(getattr(items, "relative_resolved", 0))
+    if resolved:
+        info(f"note: {resolved} relative paths in {escape(str(retry_failures))} (an older failures file) were "
+             f"read relative to its folder {escape(str(Path(str(retry_failures)).absolute().parent))}")
+    if report.failures_write_error is not None:
+        # The records are in no file: they were listed above (or in the JSON), the error says why.
+        write_error = ValidationError(
+            f"{report.failures_write_error}; {len(report.unsaved_failures)} failed items are in no file "
+            "(listed above)", hint="pass a writable file path to --failures-file, then retry them")
+        if report.error is None and not report.interrupted:
+            raise write_error
+        _print_error_line(write_error)
     if report.error is not None:
         raise report.error
     if report.interrupted:
-        raise typer.Exit(130)
+        raise typer.Exit(143 if terminated else 130)
     if report.failed:
         from toolkit.errors import ItemsFailed
 
         raise ItemsFailed(f"{report.failed} of {report.seen} items failed; each is listed with its reason in "
                           f"{report.failures_file}", failures_file=report.failures_file,
                           hint=f"fix them, then `toolkit ingest --retry-failures {report.failures_file}`")
+
+
+class _Terminated:
+    """Whether SIGTERM arrived (true-ish), set by :func:`_sigterm_as_interrupt`."""
+
+    def __init__(self) -> None:
+        self.seen = False
+
+    def __bool__(self) -> bool:
+        return self.seen
+
+
+class _sigterm_as_interrupt:  # noqa: N801 - used as a context manager, like contextlib's
+    """During the run, SIGTERM stops it like Ctrl-C (summary, failures file, exit 143) instead of
+    killing the process with items in flight unrecorded."""
+
+    def __enter__(self) -> _Terminated:
+        self.flag = _Terminated()
+        self.previous: Any = None
+        if threading.current_thread() is threading.main_thread():
+            def handler(signum: int, frame: Any) -> None:
+                self.flag.seen = True
+                raise KeyboardInterrupt
+
+            self.previous = signal.signal(signal.SIGTERM, handler)
+        return self.flag
+
+    def __exit__(self, *exc: object) -> None:
+        if self.previous is not None:
+            signal.signal(signal.SIGTERM, self.previous)
+
+
+def _print_error_line(exc: Any) -> None:
+    from toolkit.cli.output import print_error
+
+    print_error(exc)
 
 
 def _run_with_progress(run: Any, *, quiet: bool) -> Any:
@@ -143,6 +195,8 @@ def _run_with_progress(run: Any, *, quiet: bool) -> Any:
 
 
 def _print_summary(report: Any) -> None:
+    from toolkit.ingest.ledger import shown_location
+
     state = "done" if report.complete else ("interrupted" if report.interrupted else "stopped")
     info(f"ingest {state}: [bold]{report.seen}[/] seen, [green]{report.indexed} indexed[/], "
          f"{report.skipped} skipped, [red]{report.failed} failed[/] in {report.seconds:.1f} s "
@@ -161,5 +215,10 @@ def _print_summary(report: Any) -> None:
     if report.failures_file:
         info(f"failures: {escape(str(report.failures_file))} (retry with `toolkit ingest --retry-failures "
              f"{escape(str(report.failures_file))}`)")
+    if report.unsaved_failures:
+        info(f"failed items not saved to a file ({escape(str(report.failures_write_error))}):")
+        for record in report.unsaved_failures:
+            info(f"  {escape(shown_location(str(record.get('location') or record.get('id') or '')))} "
+                 f"[{escape(str(record.get('stage')))}]: {escape(str(record.get('reason')))}")
     if not report.complete:
         info("run the same command with --resume to finish")

@@ -322,6 +322,10 @@ class _Run:
         self.downloads = Downloads()
         self.stopping = threading.Event()
         self.events: queue.Queue[tuple[Any, ...]] = queue.Queue(maxsize=2 * max(1, settings.ingest.chunk_size))
+        self.fetched_q: queue.Queue[tuple[Any, ...]] = queue.Queue(
+            maxsize=2 * max(1, settings.image_model.batch_size) + settings.ingest.download_workers)
+        self.fetch_done = False
+        self.flush_after = FLUSH_AFTER_SECONDS
 
     # -- producer side
     def _skip(self, work: Work, reason: str, detail: str) -> None:
@@ -343,6 +347,9 @@ class _Run:
         for seq, item in enumerate(items, start=1):
             work = Work(item=item, id=item.id, seq=seq)
             self.open[seq] = work
+            if item.error is not None:  # the source could not give this item (a bad row, a folder)
+                self._fail(work, "source", item.error)
+                continue
             if work.id is not None and self.is_duplicate(work):
                 continue
             yield work
@@ -386,6 +393,8 @@ class _Run:
             return (got, *_image_size(got.source))
 
         for work, result in ordered_map(get, works, workers=ing.download_workers):
+            if self.stopping.is_set():
+                return  # downloads cut by the stop: this item and those after it stay open (not sent)
             if isinstance(result, FetchError):
                 self._fail(work, result.stage, result.reason)
                 continue
@@ -409,22 +418,68 @@ class _Run:
             assert work.id is not None
             yield work, bulk_action(work, result, settings=self.settings, model=model, ingested_at=ingested_at)
 
-    def produce(self, actions: Iterator[tuple[Work, dict[str, Any]]], stages: list[Any]) -> None:
-        """The producer thread: every action onto ``events``; an exception as ``("error", exc)``; last
-        ``("done",)``. Stops early (closing the stages, in this thread) once ``stopping`` is set."""
+    def pump(self, works: Iterator[Work]) -> None:
+        """The fetch thread: source, ids, resume checks and downloads; each work onto ``fetched_q``,
+        an exception as ``("error", exc)``, last ``("done",)``. Stops early once ``stopping`` is set."""
         try:
-            for work, action in actions:
-                self.events.put(("action", work, action))
+            for work in works:
+                self.fetched_q.put(("work", work))
                 if self.stopping.is_set():
                     break
+        except BaseException as exc:  # handed on to the calling thread, which decides
+            self.fetched_q.put(("error", exc))
+        finally:
+            _close(works)  # in this thread: the download pool stops here
+            self.fetched_q.put(("done",))
+
+    def segment(self) -> Iterator[Work]:
+        """Fetched works until none came for ``flush_after`` seconds (or the end): the embedder then
+        embeds its partial batch, so a slow download never holds back items already downloaded."""
+        got_any = False
+        while not self.fetch_done and not self.stopping.is_set():
+            try:
+                event = self.fetched_q.get(timeout=self.flush_after if got_any else None)
+            except queue.Empty:
+                return
+            if event[0] == "done":
+                self.fetch_done = True
+                return
+            if event[0] == "error":
+                self.fetch_done = True
+                raise event[1]
+            got_any = True
+            yield event[1]
+
+    def produce(self, embed: Callable[[Iterator[Work]], Iterator[tuple[Work, np.ndarray | ImageError]]],
+                fetcher: threading.Thread, *, model: str, ingested_at: str) -> None:
+        """The embed thread: one ``embed`` call per segment, every action onto ``events``; an exception
+        as ``("error", exc)``; last ``("done",)`` once the fetch thread is done too."""
+        try:
+            while not self.fetch_done and not self.stopping.is_set():
+                embedded = embed(self.segment())
+                actions = self.actions(embedded, model=model, ingested_at=ingested_at)
+                try:
+                    for work, action in actions:
+                        self.events.put(("action", work, action))
+                        if self.stopping.is_set():
+                            break
+                finally:
+                    _close(actions)
+                    _close(embedded)
         except BaseException as exc:  # handed to the calling thread, which decides
             self.events.put(("error", exc))
         finally:
-            for stage in stages:
+            # Stopped early: let the fetch thread finish (it may wait on a full queue); what it still
+            # hands over stays open and is listed as not sent.
+            while not self.fetch_done:
                 try:
-                    stage.close()
-                except BaseException:  # noqa: S110 - a stage failing to close must not hide "done"
-                    pass
+                    event = self.fetched_q.get(timeout=0.1)
+                except queue.Empty:
+                    if not fetcher.is_alive():
+                        break
+                    continue
+                if event[0] == "done":
+                    self.fetch_done = True
             self.events.put(("done",))
 
     # -- calling thread
@@ -600,12 +655,19 @@ def ingest(
         works = run.drop_existing(works, lambda w: not w.id_from_content and w.id is not None)
         works = run.fetched(works)
         works = run.drop_existing(works, lambda w: w.id_from_content)
-        embedded = embed_paths(works, embedder, workers=_decode_workers(settings),
+        chosen: ImageEmbedder = embedder
+
+        def embed(segment: Iterator[Work]) -> Iterator[tuple[Work, np.ndarray | ImageError]]:
+            return embed_paths(segment, chosen, workers=_decode_workers(settings),
                                source=lambda w: w.fetched.source,  # type: ignore[union-attr]
                                max_pixels=ing.max_image_pixels)
-        actions = run.actions(embedded, model=model, ingested_at=ingested_at)
-        producer = threading.Thread(target=run.produce, args=(actions, [actions, embedded, works]),
-                                    name="toolkit-ingest-producer", daemon=True)
+
+        run.flush_after = flush_after
+        fetcher = threading.Thread(target=run.pump, args=(works,), name="toolkit-ingest-fetch", daemon=True)
+        producer = threading.Thread(target=run.produce, args=(embed, fetcher),
+                                    kwargs={"model": model, "ingested_at": ingested_at},
+                                    name="toolkit-ingest-embed", daemon=True)
+        fetcher.start()
         producer.start()
         chunk: list[tuple[Work, dict[str, Any]]] = []
         with mapped("indexing (bulk)"):
@@ -662,6 +724,13 @@ def ingest(
         interrupted=interrupted, error=error,
         failures_write_error=ledger.write_error, unsaved_failures=list(ledger.unsaved),
     )
+
+
+def _close(stage: object) -> None:
+    """Close a generator stage now (its threads stop), not whenever it is collected."""
+    close = getattr(stage, "close", None)
+    if close is not None:
+        close()
 
 
 def _stop(run: _Run, producer: threading.Thread | None, why: str | None) -> None:
