@@ -171,11 +171,23 @@ class TextModelSettings(_Section):
         return self.deployment_id or self.cluster_model_id
 
 
+class PrecisionThresholds(_Section):
+    """The parity guard: the lowest cosine to fp32 any image of the first batch may have, per precision."""
+
+    bf16: float = Field(default=0.999, ge=-1.0, le=1.0)
+    fp16: float = Field(default=0.999, ge=-1.0, le=1.0)
+    int8: float = Field(default=0.995, ge=-1.0, le=1.0)
+
+
 class ImageModelSettings(_Section):
     name: str = DEFAULT_IMAGE_MODEL
     """Hub id or local directory of a sentence-transformers CLIP model."""
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    precision: Literal["fp32", "bf16"] = "fp32"
+    precision: Literal["auto", "int8", "bf16", "fp16", "fp32"] = "auto"
+    """auto: the fastest precision whose first-batch vectors agree with fp32 (``min_cosine``)."""
+    strict_precision: bool = False
+    """An explicit reduced precision that fails the guard stops the run instead of falling back to fp32."""
+    min_cosine: PrecisionThresholds = PrecisionThresholds()
     batch_size: int = Field(default=16, ge=1, le=1024)
     decode_workers: int | None = Field(default=None, ge=1)
 
