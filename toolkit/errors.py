@@ -290,8 +290,8 @@ def from_elasticsearch(exc: BaseException, *, doing: str = "") -> ToolkitError:
         is_read, seconds = _read_timeout(exc)
         if is_read:
             after = f" after {seconds:g} s" if seconds else ""
-            return RequestTimedOut(f"{prefix}the cluster did not answer{after}: the request timed out "
-                                   "(elasticsearch.request_timeout)", seconds=seconds,
+            return RequestTimedOut(f"{prefix}the request timed out{after} (elasticsearch.request_timeout): "
+                                   "the cluster did not answer in time", seconds=seconds,
                                    hint="raise elasticsearch.request_timeout (seconds) in the config file "
                                         "(toolkit.yaml / --config), or try again when the cluster is less busy")
     if isinstance(exc, (elastic_transport.ConnectionError, elastic_transport.ConnectionTimeout,

@@ -22,3 +22,41 @@ def test_registered_secrets_are_scrubbed_everywhere(capsys: pytest.CaptureFixtur
     captured = capsys.readouterr()
     assert "s3cr3t-value" not in captured.err + captured.out
     assert "********" in captured.err and "********" in captured.out
+
+
+def test_control_characters_in_data_cannot_drive_the_terminal(capsys: pytest.CaptureFixture[str]) -> None:
+    name = "evil\x1b[2J\x1b]0;pwned\x07\r\x9b31m\u202etxt.jpg"
+    output.print_text(f"file {name}")
+    output.print_error(NotFound(f"{name}: not an image", hint=f"remove {name}"))
+    output.info(f"skipped {name}")
+    output.print_json({"path": name})
+    captured = capsys.readouterr()
+    for stream in (captured.out, captured.err):
+        assert not any(ch in stream for ch in "\x1b\x07\r\x9b\u202e"), repr(stream)
+    assert "evil\\x1b[2J" in captured.out and "\\u202e" in captured.out
+    assert '"path": "evil\\u001b[2J' in captured.out  # JSON stays valid JSON with the same value
+    import json
+
+    assert json.loads(captured.out[captured.out.index("{"):])["path"] == name
+
+
+def test_rich_output_keeps_its_own_styling_but_escapes_data() -> None:
+    import io
+
+    from rich.progress import Progress
+
+    buffer = io.StringIO()
+    console = output.SafeConsole(file=buffer, force_terminal=True, width=80, highlight=False)
+    console.print("[bold]ok[/] " + "cap\x1b[31mtion")
+    with Progress(console=console, transient=False) as progress:
+        progress.add_task("file \x1b]8;;http://x\x1b\\link", total=1)
+    text = buffer.getvalue()
+    assert "\x1b[1m" in text  # rich's bold
+    assert "cap\\x1b[31mtion" in text and "\x1b[31mtion" not in text
+    assert "\x1b]8;;" not in text
+
+
+def test_json_output_masks_secrets_as_json_writes_them(capsys: pytest.CaptureFixture[str]) -> None:
+    output.register_secrets(['pa"ss\\word-1'])
+    output.print_json({"x": 'before pa"ss\\word-1 after'})
+    assert "word-1" not in capsys.readouterr().out

@@ -92,3 +92,76 @@ def test_all_shards_failed_reports_the_shards_own_reason() -> None:
     mapped = errors.from_elasticsearch(elasticsearch.BadRequestError(message="x", meta=meta, body=body))
     assert isinstance(mapped, errors.RequestFailed)
     assert mapped.reason == cause
+
+
+def _response_error(cls: type, status: int, headers: dict[str, str], body: object) -> Exception:
+    meta = elastic_transport.ApiResponseMeta(status=status, http_version="1.1",
+                                             headers=elastic_transport.HttpHeaders(headers), duration=0.0,
+                                             node=elastic_transport.NodeConfig("http", "web.example", 8080))
+    return cls(message=str(body), meta=meta, body=body)
+
+
+@pytest.mark.parametrize(("status", "ctype", "body", "shown"), [
+    (404, "text/html", "<html><head><title>404 Not Found</title></head><body>nginx</body></html>", "404 Not Found"),
+    (501, "text/html", "<!DOCTYPE HTML>\n<html>\n<body>\n<h1>Error response</h1>\n<p>Unsupported method</p>",
+     "Error response"),
+    (405, "text/plain", "Method Not Allowed\nmore", "Method Not Allowed"),
+    (400, "application/json", {"error": "not es"}, "{'error': 'not es'}"),
+])
+def test_an_error_without_the_product_header_is_not_elasticsearch(status: int, ctype: str, body: object,
+                                                                  shown: str) -> None:
+    mapped = errors.from_elasticsearch(_response_error(elasticsearch.ApiError, status, {"content-type": ctype},
+                                                       body), doing="reading cluster info")
+    assert type(mapped) is errors.NotElasticsearch
+    assert mapped.message.startswith("reading cluster info: the server at http://web.example:8080 is not "
+                                     "Elasticsearch")
+    assert f"HTTP {status}, {ctype}" in mapped.message and shown in mapped.message
+    assert "<html" not in mapped.message.lower() and "ES_URL" in (mapped.hint or "")
+
+
+def test_a_200_from_another_product_is_not_elasticsearch() -> None:
+    exc = _response_error(elasticsearch.UnsupportedProductError, 200, {"content-type": "text/html"},
+                          "<html><body>\x1b[2JKibana</body></html>")
+    mapped = errors.from_elasticsearch(exc)
+    assert type(mapped) is errors.NotElasticsearch and "Kibana" in mapped.message
+    assert "\x1b" not in mapped.message
+
+
+@pytest.mark.parametrize("status", [429, 502, 503, 504])
+def test_proxy_statuses_without_the_header_stay_request_failures(status: int) -> None:
+    exc = _response_error(elasticsearch.ApiError, status, {"content-type": "text/html"},
+                          "<html>Bad gateway</html>\n" + "x" * 5000)
+    mapped = errors.from_elasticsearch(exc)
+    assert type(mapped) is not errors.NotElasticsearch
+    assert len(mapped.message) < 300  # the first line of the page, not the page
+
+
+def test_an_error_from_elasticsearch_keeps_its_type() -> None:
+    exc = _response_error(elasticsearch.NotFoundError, 404, {"x-elastic-product": "Elasticsearch"},
+                          {"error": {"type": "index_not_found_exception", "reason": "no such index [x]"}})
+    assert type(errors.from_elasticsearch(exc)) is errors.NotFound
+
+
+def _timeout(inner: Exception) -> Exception:
+    exc = elastic_transport.ConnectionTimeout("Connection timed out during request", errors=())
+    exc.__cause__ = inner
+    return exc
+
+
+def test_a_read_timeout_names_the_seconds_and_the_setting() -> None:
+    import urllib3.exceptions
+
+    inner = urllib3.exceptions.ReadTimeoutError(None, "/", "Read timed out. (read timeout=2.5)")
+    mapped = errors.from_elasticsearch(_timeout(inner), doing="searching")
+    assert type(mapped) is errors.RequestTimedOut
+    assert "timed out" in mapped.message and "2.5 s" in mapped.message
+    assert "elasticsearch.request_timeout" in (mapped.hint or "")
+    assert "ES_URL" not in (mapped.hint or "")
+
+
+def test_a_connect_timeout_still_says_cannot_reach() -> None:
+    import urllib3.exceptions
+
+    inner = urllib3.exceptions.ConnectTimeoutError(None, "Connection to h timed out. (connect timeout=2)")
+    mapped = errors.from_elasticsearch(_timeout(inner))
+    assert type(mapped) is errors.ConnectionFailed and "cannot reach" in mapped.message
