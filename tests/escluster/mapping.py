@@ -3,7 +3,8 @@
 Three jobs:
 
 * :func:`normalize_mappings` checks a mapping from a request (index creation, a template, ``PUT _mapping``)
-  and returns the form ``GET _mapping`` shows (``dense_vector`` defaults filled in as 9.2 does).
+  and returns the form ``GET _mapping`` shows (``dense_vector`` defaults filled in as the cluster's
+  version, 9.0, 9.1 or 9.2, does).
 * :func:`merge_mappings` lays one mapping over another (templates in order, then the request; or a
   ``PUT _mapping`` over the live one), refusing type changes like ES.
 * :func:`parse_document` checks a document against a mapping and returns the new fields that dynamic
@@ -28,7 +29,7 @@ from .errors import ESError
 
 MAX_DIMS = 4096
 DYNAMIC_VECTOR_MIN_DIMS = 128
-SIMILARITIES = ("l2_norm", "cosine", "dot_product", "max_inner_product")
+SIMILARITIES = ("l2_norm", "cosine", "dot_product", "max_inner_product")  # VectorSimilarity declaration order
 ELEMENT_TYPES = ("float", "byte", "bit")
 HNSW_TYPES = ("hnsw", "int8_hnsw", "int4_hnsw", "bbq_hnsw")
 FLAT_TYPES = ("flat", "int8_flat", "int4_flat", "bbq_flat")
@@ -364,7 +365,6 @@ def _int_param(name: str, key: str, value: Any) -> int:
 # * 9.2 (ES PR #135299): the bbq_disk index type leaves its feature flag.
 # * 9.3 (PRs #137072, #138492): base64 vectors and element_type bfloat16; 9.0-9.2 reject both.
 
-VECTOR_SIMILARITIES = ("l2_norm", "cosine", "dot_product", "max_inner_product")  # VectorSimilarity declaration order
 BBQ_MIN_DIMS = 64  # DenseVectorFieldMapper.BBQ_MIN_DIMS
 BBQ_DIMS_DEFAULT_THRESHOLD = 384  # DenseVectorFieldMapper.BBQ_DIMS_DEFAULT_THRESHOLD (9.1+)
 DEFAULT_OVERSAMPLE = 3.0  # DenseVectorFieldMapper.DEFAULT_OVERSAMPLE
@@ -518,10 +518,10 @@ def _normalize_dense_vector(name: str, spec: dict[str, Any], version: str = "9.2
     similarity: str | None = None
     if "similarity" in spec:
         similarity = spec["similarity"]
-        if similarity is not None and similarity not in VECTOR_SIMILARITIES:
+        if similarity is not None and similarity not in SIMILARITIES:
             raise mapping_error(
                 f"Unknown value [{_java_value(similarity)}] for field [similarity] - accepted values are "
-                f"[{', '.join(VECTOR_SIMILARITIES)}]",
+                f"[{', '.join(SIMILARITIES)}]",
                 "mapper_parsing_exception",
             )
     elif indexed:
@@ -1425,7 +1425,7 @@ def _to_float32(value: Any) -> float:
     try:
         number = float(value)
     except OverflowError:
-        return math.copysign(math.inf, value)
+        return math.inf if value > 0 else -math.inf
     if not math.isfinite(number):
         return number
     if abs(number) >= _F32_OVERFLOW:

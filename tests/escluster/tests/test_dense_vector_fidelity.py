@@ -101,6 +101,20 @@ def test_default_without_dims_waits_for_the_first_document_from_91(escluster_fac
     assert field["dims"] == 512 and field["index_options"] == after
 
 
+@pytest.mark.parametrize(("version", "expected"), [("9.0.0", INT8), ("9.1.0", BBQ), ("9.2.0", BBQ)])
+def test_dynamic_float_arrays_map_to_dense_vector_with_the_version_default(escluster_factory, version, expected):
+    es = at(escluster_factory, version)
+    assert call(es.url, "PUT", "/dyn/_doc/1", {"emb": [0.25] * 512}).status == 201
+    field = call(es.url, "GET", "/dyn/_mapping").body["dyn"]["mappings"]["properties"]["emb"]
+    assert field == {
+        "type": "dense_vector",
+        "dims": 512,
+        "index": True,
+        "similarity": "cosine",
+        "index_options": expected,
+    }
+
+
 @pytest.mark.parametrize(
     ("field", "expected"),
     [
@@ -404,6 +418,18 @@ def test_nested_field_names_are_full_paths(cluster):
             [1e20, 1e20, 1e-5],
             "NaN or Infinite magnitude detected, this usually means the vector values are too extreme to fit "
             "within a float. Preview of invalid vector: [1.0E20, 1.0E20, 1.0E-5]",
+        ),
+        (
+            {"dims": 3, "similarity": "l2_norm"},
+            [10**400, 0, 0],
+            "element_type [float] vectors do not support infinite values but found [Infinity] at dim [0]; "
+            "Preview of invalid vector: [Infinity, 0.0, 0.0]",
+        ),
+        (
+            {"dims": 3, "element_type": "byte"},
+            [1e30, 1, 2],
+            # A non-integer token is read as a float and cast to int, which saturates.
+            "element_type [byte] vectors only support integers between [-128, 127] but found [2147483647] at dim [0];",
         ),
         (
             {"dims": 3, "element_type": "byte"},
