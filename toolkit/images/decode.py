@@ -86,11 +86,15 @@ _AVIF = ("an AVIF image, which this Pillow cannot read: pip install -U pillow (1
          f"pip install pillow-avif-plugin (used automatically once installed), or {_CONVERT}")
 _JXL = ("a JPEG XL image, which Pillow reads only with a plugin: pip install pillow-jxl-plugin (used "
         f"automatically once installed), or {_CONVERT}")
+_WEBP = "a WebP image, which this Pillow cannot read (built without libwebp): " + _CONVERT
+_JP2 = "a JPEG 2000 image, which this Pillow cannot read (built without OpenJPEG): " + _CONVERT
 _RAW = "a camera raw file ({}), not a finished image: export it as JPEG or TIFF from your raw converter"
 _VIDEO = "a video ({}), not an image: extract a frame (e.g. ffmpeg -i VIDEO -frames:v 1 frame.jpg)"
 # Plugins that add a format to Pillow when imported: (module, function to call or None).
 _PLUGINS: dict[str, tuple[str, str | None]] = {
     _HEIF: ("pillow_heif", "register_heif_opener"), _AVIF: ("pillow_avif", None), _JXL: ("pillow_jxl", None)}
+# Formats this Pillow may read itself (built with the library): then the file is damaged, not unknown.
+_FEATURES = {_AVIF: ("avif", "AVIF"), _WEBP: ("webp", "WebP"), _JP2: ("jpg_2000", "JPEG 2000")}
 _plugins_tried: dict[str, bool] = {}
 _plugins_lock = threading.Lock()
 
@@ -131,10 +135,7 @@ def sniff_format(head: bytes) -> str | None:
                      + _CONVERT),
         (b"MM\x00*", "a TIFF variant Pillow cannot read (a camera raw file, or an unusual compression): "
                      + _CONVERT),
-        (b"\x00\x00\x00\x0cjP  \r\n\x87\n", "a JPEG 2000 image, which this Pillow cannot read (built "
-                                               "without OpenJPEG): " + _CONVERT),
-        (b"\xffO\xffQ", "a JPEG 2000 codestream, which this Pillow cannot read (built without OpenJPEG): "
-                        + _CONVERT),
+        (b"\x00\x00\x00\x0cjP  \r\n\x87\n", _JP2), (b"\xffO\xffQ", _JP2),
         (b"\x1aE\xdf\xa3", _VIDEO.format("Matroska/WebM")),
         (b"v/1\x01", "an OpenEXR (HDR) image, which Pillow cannot read: " + _CONVERT),
         (b"#?RADIANCE", "a Radiance HDR image, which Pillow cannot read: " + _CONVERT),
@@ -155,7 +156,7 @@ def sniff_format(head: bytes) -> str | None:
             return reason
     if head[:4] == b"RIFF":
         if head[8:12] == b"WEBP":
-            return "a WebP image, which this Pillow cannot read (built without libwebp): " + _CONVERT
+            return _WEBP
         if head[8:12] == b"AVI ":
             return _VIDEO.format("AVI")
     if head[128:132] == b"DICM":
@@ -192,6 +193,23 @@ def _plugin_added(reason: str) -> bool:
                 _plugins_tried[reason] = False
             return _plugins_tried[reason]
         return False  # tried before: this file failed again, so the plugin did not help
+
+
+def _damaged(reason: str | None) -> str | None:
+    """For a format this Pillow reads itself: the file is damaged or an unsupported variant."""
+    feature = _FEATURES.get(reason or "")
+    if feature is None:
+        return None
+    from PIL import features
+
+    try:
+        available = bool(features.check(feature[0]))
+    except Exception:
+        available = False
+    if not available:
+        return None
+    return (f"a damaged {feature[1]} image, or a variant Pillow does not read (Pillow reads {feature[1]}, "
+            f"but not this file): {_CONVERT}")
 
 
 def _head(fp: Any) -> bytes:
@@ -240,7 +258,7 @@ def _open(source: bytes | Path | str, name: str, max_bytes: int | None) -> tuple
                 known = sniff_format(_head(fp))
                 if known is not None and attempt == 1 and _plugin_added(known):
                     continue  # the plugin for this format was installed: try again with it
-                raise ImageError(name, known or "not an image (unrecognized file format)") from exc
+                raise ImageError(name, _damaged(known) or known or "not an image (unrecognized file format)") from exc
         raise AssertionError("unreachable")
     except Image.DecompressionBombError as exc:
         _close(fh)

@@ -429,8 +429,9 @@ class TextLines:
         (['id,path\\n', '1,caf\\ufffd.jpg\\n'], {2: 'byte 0xE9 at character 6 is not valid UTF-8'})
     """
 
-    def __init__(self, fh: IO[bytes], *, max_chars: int = MAX_LINE_CHARS, chunk: int = 1 << 16) -> None:
-        self.fh, self.max_chars, self.chunk = fh, max_chars, chunk
+    def __init__(self, fh: IO[bytes], *, max_chars: int | None = None, chunk: int = 1 << 16) -> None:
+        self.fh, self.chunk = fh, chunk
+        self.max_chars = MAX_LINE_CHARS if max_chars is None else max_chars
         self.number = 0
         self.encoding = "UTF-8"
         self.problems: dict[int, str] = {}
@@ -617,6 +618,15 @@ class ManifestSource(Source):
                     f"line {start}: column '{printable(header[long])}' has {len(row[long])} characters, over "
                     f"the limit of {MAX_CELL_CHARS} for one cell"))
                 continue
+            if reader.line_num > start:
+                broken = next((name for name in (cols["path"], cols["url"], cols["id"])
+                               if name is not None and index[name] < len(row)
+                               and ("\n" in row[index[name]] or "\r" in row[index[name]])), None)
+                if broken is not None:
+                    yield self._failed(start, (
+                        f"line {start}: column '{printable(broken)}' holds a line break (a double quote "
+                        f"opened on line {start} and closed only on line {reader.line_num}?)"))
+                    continue
             position = f"{printable(self.path.name)}:{start}"
 
             def cell(name: str | None, row: list[str] = row) -> str | None:
@@ -912,6 +922,21 @@ class SingleSource(Source):
         return self.location
 
 
+# First bytes of the image formats people have without an extension (camera dumps, downloads).
+_IMAGE_MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a", b"II*\x00", b"MM\x00*")
+
+
+def _looks_like_image(path: Path) -> bool:
+    """A file whose first bytes are an image's (so it is one item, not a list of URLs)."""
+    try:
+        with open_local_file(path, max_bytes=None) as fh:
+            head = fh.read(16)
+    except OSError:
+        return False
+    return head.startswith(_IMAGE_MAGIC) or (head[:4] == b"RIFF" and head[8:12] == b"WEBP") or (
+        head[4:8] == b"ftyp" and head[8:12] in (b"avif", b"heic", b"heix", b"mif1"))
+
+
 def open_source(spec: str | Path, *, kind: SourceKind = "auto", columns: ColumnMap | None = None) -> Source:
     """The source for a path (or URL), its kind detected unless ``kind`` says it.
 
@@ -937,7 +962,7 @@ def open_source(spec: str | Path, *, kind: SourceKind = "auto", columns: ColumnM
             kind = "unsplash" if is_unsplash_folder(path) else "directory"
         elif path.suffix.lower() in MANIFEST_EXTENSIONS:
             kind = "manifest"
-        elif path.suffix.lower() in IMAGE_EXTENSIONS:
+        elif path.suffix.lower() in IMAGE_EXTENSIONS or _looks_like_image(path):
             return SingleSource(str(path))
         else:
             kind = "urls"
