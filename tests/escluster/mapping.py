@@ -650,10 +650,19 @@ def _parse_index_options(name: str, opts: Any, version: str) -> dict[str, Any]:
     elif kind in ("int4_hnsw", "int4_flat"):
         out["confidence_interval"] = 0.0  # Int4*IndexOptions: dynamic quantiles unless given
     if kind == "bbq_disk":
-        # Guess (9.2's BBQIVFIndexOptions not read): its extra parameters are kept as given.
-        for key in ("cluster_size", "default_visit_percentage"):
-            if key in rest:
-                out[key] = rest.pop(key)
+        # VectorIndexType.BBQ_DISK.parseIndexOptions and BBQIVFIndexOptions.toXContent as in the 9.3 source
+        # (ES920DiskBBQVectorsFormat: 384 vectors per cluster by default, 64..65536); 9.2's copy was not read.
+        size = rest.pop("cluster_size", None)
+        out["cluster_size"] = 384 if size is None else _vector_int_param(name, "cluster_size", size)
+        if not 64 <= out["cluster_size"] <= 65536:
+            raise mapping_error(f"cluster_size must be between 64 and 65536, got: {out['cluster_size']}")
+        visit = rest.pop("default_visit_percentage", None)
+        out["default_visit_percentage"] = 0.0 if visit is None else _vector_float_param("visit", visit)
+        if not 0.0 <= out["default_visit_percentage"] <= 100.0:
+            raise mapping_error(
+                "default_visit_percentage must be between 0.0 and 100.0, got: "
+                f"{_java_double(out['default_visit_percentage'])} for field [{name}]"
+            )
     if kind in _RESCORE_TYPES:
         rescore = _parse_rescore_vector(rest.pop("rescore_vector", None))
         if rescore is None and kind in ("bbq_hnsw", "bbq_flat", "bbq_disk") and version_tuple(version) >= (9, 1):
@@ -736,8 +745,8 @@ def _options_to_string(options: dict[str, Any] | None) -> str:
 def _options_updatable(old: dict[str, Any], new: dict[str, Any], version: str) -> bool:
     """``IndexOptions.updatableTo`` per type (9.0), plus the bbq targets 9.1 allows (ES PR #128291).
 
-    The 9.1 rule for an HNSW type moving to bbq_hnsw keeps the ``m`` never-shrinks condition of the other
-    HNSW moves (guess: the 9.1 source of that branch was not read).
+    The bbq targets and their ``m`` never-shrinks condition are as in the 9.3 source; that 9.1 and 9.2 have
+    the same rules is a guess (their copies were not read).
     """
     src, dst = old["type"], new["type"]
     bbq = version_tuple(version) >= (9, 1)
@@ -763,7 +772,10 @@ def _options_updatable(old: dict[str, Any], new: dict[str, Any], version: str) -
         return bbq and dst == "bbq_hnsw" and m_ok
     if src == "bbq_flat":
         return dst == "bbq_flat" or (bbq and dst == "bbq_hnsw")
-    return dst == src  # bbq_hnsw, bbq_disk
+    if src == "bbq_hnsw":
+        # 9.0: any bbq_hnsw; the 9.3 source also requires m never to shrink (taken from 9.1 on: guess).
+        return dst == "bbq_hnsw" and (m_ok or not bbq)
+    return dst == src  # bbq_disk
 
 
 # ------------------------------------------------------------------------------------------------- merge

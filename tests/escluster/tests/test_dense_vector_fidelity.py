@@ -174,7 +174,20 @@ def test_bbq_disk_exists_from_92(escluster_factory, version, accepted):
     r = create(es.url, {"type": "dense_vector", "dims": 64, "index_options": {"type": "bbq_disk"}})
     if accepted:
         assert r.status == 200, r.body
-        assert mapped(es.url)["index_options"]["type"] == "bbq_disk"
+        # BBQIVFIndexOptions.toXContent as in the 9.3 source (9.2's copy not read).
+        assert mapped(es.url)["index_options"] == {
+            "type": "bbq_disk",
+            "cluster_size": 384,
+            "default_visit_percentage": 0.0,
+            "rescore_vector": {"oversample": 3.0},
+        }
+        bad = {"type": "dense_vector", "dims": 64, "index_options": {"type": "bbq_disk", "cluster_size": 10}}
+        call(es.url, "DELETE", "/idx")
+        assert_mapping_error(
+            create(es.url, bad),
+            "cluster_size must be between 64 and 65536, got: 10",
+            "illegal_argument_exception",
+        )
     else:
         assert_mapping_error(
             r, "Unknown vector index options type [bbq_disk] for field [v]", "mapper_parsing_exception"
