@@ -101,8 +101,10 @@ def test_text_query_returns_documents_by_cosine(text_env):
     assert ids(outcome.result) == ["d1", "d2", "d3", "d4"]
     # Cosine similarity -> _score (1 + cos) / 2.
     assert [round(h.score, 3) for h in outcome.result.hits] == [0.95, 0.85, 0.75, 0.65]
+    # The caption pipeline ran on the document: Elasticsearch's model_id kept as caption_model.
     assert outcome.result.hits[0].source == {"caption": "red car", "label": "car", "relation_id": "r1",
-                                             "path": "/img/d1.jpg"}
+                                             "path": "/img/d1.jpg",
+                                             "caption_model": settings.text_model.cluster_deployment_id}
 
 
 def test_filters_apply_before_the_vector_search(text_env):
