@@ -182,6 +182,10 @@ def _plain_error(reason: str) -> ESError:
 def normalize_mappings(mappings: Any, *, version: str = "9.2.0") -> dict[str, Any]:
     """Validate a request's ``mappings`` object and return it as ``GET _mapping`` shows it.
 
+    ES: ``MapperService.parseMapping`` (errors become ``Failed to parse mapping: ...``) and each type's
+    ``Mapper.TypeParser``; ``dense_vector`` follows ``DenseVectorFieldMapper.Builder`` (see
+    :func:`_normalize_dense_vector`).
+
     Args:
         mappings: the ``mappings`` value of a request (``{"properties": ..., "dynamic": ...}``).
         version: the cluster version (``dense_vector`` defaults and checks move between 9.0, 9.1 and 9.2).
@@ -261,7 +265,11 @@ def _normalize_properties(props: Any, prefix: str, version: str = "9.2.0") -> di
 def normalize_field(
     full_name: str, spec: dict[str, Any], *, multi: bool = False, version: str = "9.2.0"
 ) -> dict[str, Any]:
-    """Validate one field definition and return its normalized form (raises ``mapper_parsing_exception``)."""
+    """Validate one field definition and return its normalized form (raises ``mapper_parsing_exception``).
+
+    ES: ``FieldMapper.Builder.parse`` ("unknown parameter [...] on mapper [...] of type [...]") and
+    ``TypeParser.notInMultiFields`` for ``dense_vector`` below ``fields``.
+    """
     name = full_name.rsplit(".", 1)[-1]
     ftype = spec.get("type")
     if ftype is None:
@@ -786,6 +794,9 @@ def merge_mappings(
 ) -> dict[str, Any]:
     """Lay the normalized ``overlay`` over ``base`` (both normalized); returns a new mapping.
 
+    ES: ``MapperService.merge`` / ``ObjectMapper.merge`` / ``FieldMapper.merge`` (conflicts reported by
+    ``FieldMapper.Conflicts.check``); ``dense_vector`` updates follow :func:`_merge_vector`.
+
     Args:
         base: the mapping so far (a template's, or the live index mapping).
         overlay: the mapping to add on top.
@@ -948,6 +959,8 @@ def parse_document(
     """Check ``source`` against ``mappings``; return the dynamic mapping update (``{"properties":...}``).
 
     ``version`` is the cluster version (``dense_vector`` parsing and defaults move between 9.0 and 9.3).
+    ES: ``DocumentParser.parseDocument`` (dynamic fields: ``DynamicFieldsBuilder``; ``dense_vector``:
+    :meth:`_DocCtx.check_vector`).
 
     Returns ``None`` when the document adds no field. Raises ``ESError`` as ES rejects the document
     (400 ``document_parsing_exception``, ``strict_dynamic_mapping_exception``).
