@@ -91,3 +91,32 @@ def test_shipped_assets_are_plain_json() -> None:
     assert len(files) >= 4
     for f in files:
         assert isinstance(json.loads(f.read_text()), dict)
+
+
+def test_pipeline_written_fields_follow_what_the_inference_processor_writes() -> None:
+    """model_id beside the first output only, is_truncated beside each; a dotted output puts them under
+    its parent; renames/removes later in the pipeline move or drop them (the shipped pipeline's case)."""
+    from toolkit.provision import pipeline_written_fields
+
+    two = {"processors": [{"inference": {"model_id": "m", "input_output": [
+        {"input_field": "a", "output_field": "va"}, {"input_field": "b", "output_field": "x.vb"}]}}]}
+    assert pipeline_written_fields(two) == ["va", "model_id", "is_truncated", "x.vb", "x.is_truncated"]
+    legacy = {"processors": [{"inference": {"model_id": "m", "tag": "t", "field_map": {"c": "text_field"}}}]}
+    assert pipeline_written_fields(legacy) == ["ml.inference.t"]
+    shipped = {"processors": [
+        {"inference": {"model_id": "m", "input_output": [{"input_field": "c", "output_field": "cv"}],
+                       "on_failure": [{"set": {"field": "ingest_error.message", "value": "x"}}]}},
+        {"rename": {"field": "model_id", "target_field": "caption_model", "ignore_missing": True}},
+        {"rename": {"field": "is_truncated", "target_field": "caption_truncated", "ignore_missing": True}}]}
+    assert pipeline_written_fields(shipped) == ["cv", "ingest_error.message", "caption_model", "caption_truncated"]
+
+
+def test_the_shipped_pipeline_renames_what_es_writes_beside_a_dotted_caption_vector(tmp_path) -> None:
+    """With fields.caption_vector 'caption.vector' ES writes caption.model_id: the rename follows it."""
+    from toolkit.assets import load_assets
+    from toolkit.settings import load_settings
+
+    settings = load_settings(environ={}, overrides={"fields.caption_vector": "emb.caption"}, cwd=tmp_path)
+    (pipeline,) = [a for a in load_assets(settings) if a.kind == "pipeline"]
+    renames = {p["rename"]["field"]: p["rename"]["target_field"] for p in pipeline.body["processors"] if "rename" in p}
+    assert renames == {"emb.model_id": "caption_model", "emb.is_truncated": "caption_truncated"}
