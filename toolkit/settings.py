@@ -280,6 +280,15 @@ class Settings(_Section):
         es = self.elasticsearch
         if es.password is not None and not es.username:
             raise ValueError("elasticsearch.password is set but elasticsearch.username is not")
+        userinfo = _userinfo(es.url)
+        if userinfo is not None:
+            user, _, pw = userinfo.partition(":")
+            same = (es.api_key is None and unquote(user) == (es.username or unquote(user))
+                    and (es.password is None or es.password.get_secret_value() == unquote(pw)))
+            if not same:
+                # The client would send one and drop the other without a word.
+                raise ValueError("credentials are given twice, and differ: in elasticsearch.url (user:password@) "
+                                 "and in elasticsearch.api_key / elasticsearch.username / elasticsearch.password")
         return self
 
     def origin(self, key: str) -> str:
@@ -463,10 +472,14 @@ def _yaml_lines(text: str, file: str) -> tuple[dict[str, Any], dict[str, int]]:
         return ConfigError(f"not valid YAML: {getattr(exc, 'problem', None) or exc}", file=file,
                            line=(mark.line + 1) if mark else None, hint="fix the YAML syntax")
 
+    deep = ConfigError(f"the YAML nests deeper than {MAX_CONFIG_DEPTH} levels", file=file,
+                       hint="a toolkit config nests at most 3 levels (section, key, sub-key)")
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as exc:
         raise fail(exc) from exc
+    except RecursionError:
+        raise deep from None
     lines: dict[str, int] = {}
     count = 0
 
@@ -474,8 +487,8 @@ def _yaml_lines(text: str, file: str) -> tuple[dict[str, Any], dict[str, int]]:
         nonlocal count
         count += 1
         if count > MAX_CONFIG_NODES or depth > MAX_CONFIG_DEPTH:
-            raise ConfigError(f"the YAML expands to more than {MAX_CONFIG_NODES} values or {MAX_CONFIG_DEPTH} "
-                              "levels (aliases that repeat each other?)", file=file,
+            raise ConfigError(f"the YAML holds more than {MAX_CONFIG_NODES} values or nests deeper than "
+                              f"{MAX_CONFIG_DEPTH} levels (aliases that repeat each other?)", file=file,
                               line=n.start_mark.line + 1, hint="write the settings out without nested aliases")
         if isinstance(n, yaml.MappingNode):
             seen: dict[str, int] = {}
@@ -504,6 +517,8 @@ def _yaml_lines(text: str, file: str) -> tuple[dict[str, Any], dict[str, int]]:
         data = yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:
         raise fail(exc) from exc
+    except RecursionError:
+        raise deep from None
     if not isinstance(data, dict):
         raise ConfigError("the top level must be a mapping of sections (elasticsearch:, index:, ...), not "
                           f"a {type(data).__name__}", file=file, line=1,

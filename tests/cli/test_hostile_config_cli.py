@@ -265,3 +265,9 @@ def test_escape_sequences_in_captions_and_paths_are_shown_escaped(escluster_fact
     assert result.exit_code == 0, result.output
     assert "\x1b" not in result.output and "\x07" not in result.output
     assert "red\\x1b[31m" in result.output and "\\x1b[2Jb.jpg" in result.output
+
+
+def test_ca_certs_that_is_a_directory_says_so(tmp_path: Path) -> None:
+    result = run("doctor", "--es-url", "https://127.0.0.1:9", ES_CA_CERTS=f"{tmp_path}\n")
+    assert result.exit_code == 3, result.output
+    assert f"{tmp_path} is a directory" in result.output and "cannot reach" not in result.output

@@ -173,7 +173,7 @@ def test_an_alias_bomb_is_refused_before_it_expands(tmp_path: Path) -> None:
     lines.append("index:\n  alias: *i")
     (tmp_path / "toolkit.yaml").write_text("\n".join(lines) + "\n")
     exc = error(tmp=tmp_path)
-    assert "expands to more than" in exc.message
+    assert "holds more than" in exc.message
 
 
 def test_a_huge_config_file_is_refused_unread(tmp_path: Path) -> None:
@@ -203,3 +203,19 @@ def test_a_fifo_config_file_is_refused_without_waiting_for_a_writer(tmp_path: Pa
 def test_a_directory_named_toolkit_yaml_is_not_skipped_silently(tmp_path: Path) -> None:
     (tmp_path / "toolkit.yaml").mkdir()
     assert "a directory" in error(tmp=tmp_path).message
+
+
+def test_nesting_that_would_overflow_the_parser_is_a_config_error(tmp_path: Path) -> None:
+    (tmp_path / "toolkit.yaml").write_text("a: " + "[" * 5000 + "]" * 5000 + "\n")
+    assert "nests deeper than" in error(tmp=tmp_path).message
+
+
+def test_credentials_in_the_url_and_in_settings_are_refused_not_one_dropped() -> None:
+    exc = error({"ES_URL": "http://elastic:Tw1ce-pw@h:9200", "ES_API_KEY": "Zm9vOmJhcg=="})
+    assert "credentials are given twice" in exc.message and "env:ES_URL" in exc.message
+    assert "Tw1ce-pw" not in exc.message
+    exc = error({"ES_URL": "http://elastic:Tw1ce-pw@h:9200", "ES_USERNAME": "elastic", "ES_PASSWORD": "other"})
+    assert "credentials are given twice" in exc.message
+    # The same credentials twice are one login, not a conflict.
+    assert load({"ES_URL": "http://elastic:Tw1ce-pw@h:9200", "ES_USERNAME": "elastic",
+                 "ES_PASSWORD": "Tw1ce-pw"}).elasticsearch.username == "elastic"
