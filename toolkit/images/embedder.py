@@ -5,6 +5,11 @@
 - :class:`ClipImageEmbedder`: any sentence-transformers CLIP model (hub id or local dir). It runs the
   model's own modules on preprocessed tensors, so its vectors equal
   ``SentenceTransformer(model).encode(pil_image)``.
+- Precision (:func:`precision_candidates`, :func:`choose_precision`, :class:`PrecisionChoice`):
+  ``auto`` times the precisions this machine can run on the first real batch and keeps the fastest
+  whose vectors agree with fp32 (min cosine over the batch) above a threshold; an explicit reduced
+  precision is checked the same way (the parity guard) and falls back to fp32, or stops with
+  ``strict``. The CUDA autocast path (fp16/bf16) is untested on a GPU.
 - :func:`embed_paths`: decodes in worker threads ahead of the model (between CPU batches, during
   GPU batches and while the caller sends bulk requests); bounded
   queue, input order kept, one ``(item, vector | ImageError)`` per input item.
@@ -15,12 +20,14 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections.abc import Callable, Iterable, Iterator
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from toolkit.concurrency import ordered_map
-from toolkit.errors import ImageError, ModelError
+from toolkit.errors import ImageError, ModelError, ParityError
 from toolkit.images.decode import (
     DEFAULT_MAX_PIXELS,
     DEFAULT_PREPROCESSING,
@@ -39,7 +46,129 @@ T = TypeVar("T")
 logger = logging.getLogger(__name__)
 
 DEFAULT_IMAGE_MODEL = "clip-ViT-B-32"
-PRECISIONS = ("fp32", "bf16")
+PRECISIONS = ("auto", "int8", "bf16", "fp16", "fp32")
+#: Precisions below fp32: each is checked against fp32 on the first batch (the parity guard).
+REDUCED_PRECISIONS = ("int8", "bf16", "fp16")
+#: Default guard thresholds: the lowest cosine to the fp32 vector any image of the first batch may have.
+DEFAULT_MIN_COSINE: dict[str, float] = {"bf16": 0.999, "fp16": 0.999, "int8": 0.995}
+#: ``auto`` keeps fp32 unless a candidate is at least this much faster on the first batch (timing noise).
+AUTO_MIN_SPEEDUP = 1.1
+
+
+@dataclass
+class PrecisionChoice:
+    """What ran and why: the decision taken on the first batch (summary, ``--json``, progress line).
+
+    ``measured``: per precision tried, ``{"images_per_second": float | None, "min_cosine": float | None}``
+    (``min_cosine`` against fp32 over the first batch; rates only where ``auto`` timed them).
+    """
+
+    requested: str
+    used: str
+    device: str
+    thresholds: dict[str, float]
+    measured: dict[str, dict[str, float | None]] = field(default_factory=dict)
+    fell_back: bool = False
+    reason: str = ""
+    batch: int = 0
+
+    @property
+    def min_cosine(self) -> float | None:
+        """The used precision's measured agreement with fp32 (None for fp32 itself)."""
+        return self.measured.get(self.used, {}).get("min_cosine")
+
+    def as_json(self) -> dict[str, Any]:
+        return {"requested": self.requested, "used": self.used, "device": self.device,
+                "fell_back": self.fell_back, "reason": self.reason, "min_cosine": self.min_cosine,
+                "thresholds": dict(self.thresholds), "first_batch": self.batch,
+                "measured": {k: dict(v) for k, v in self.measured.items()}}
+
+    def describe(self) -> str:
+        """One line, e.g. ``precision int8 (auto; min cosine 0.9987 vs fp32, 2.9x fp32)``."""
+        if self.fell_back:
+            return f"precision fp32 (fell back from {self.requested}: {self.reason})"
+        if self.used == "fp32":
+            why = f"; {self.reason}" if self.reason and self.requested == "auto" else ""
+            return f"precision fp32 ({self.requested}{why})"
+        parts = [self.requested]
+        if self.min_cosine is not None:
+            parts.append(f"min cosine {self.min_cosine:.4f} vs fp32")
+        rate, base = (self.measured.get(p, {}).get("images_per_second") for p in (self.used, "fp32"))
+        if rate and base:
+            parts.append(f"{rate / base:.1f}x fp32")
+        return f"precision {self.used} ({'; '.join(parts)})"
+
+
+def precision_candidates(device: str, *, cpu_bf16: bool, cuda_bf16: bool, int8_engine: bool) -> list[str]:
+    """The reduced precisions ``auto`` tries on ``device`` (fp32 is always the fallback).
+
+    CPU: int8 (dynamic quantization of the Linear layers) when torch has a quantized engine; bf16
+    only with native bf16 (AVX512-BF16/AMX): emulated bf16 ran 0.13x fp32 on an AVX2-only CPU.
+    CUDA: fp16 autocast, and bf16 where the GPU supports it. int8 has no CUDA kernels here.
+
+    Example:
+        >>> precision_candidates("cpu", cpu_bf16=False, cuda_bf16=False, int8_engine=True)
+        ['int8']
+    """
+    if device.startswith("cuda"):
+        return ["fp16"] + (["bf16"] if cuda_bf16 else [])
+    return (["int8"] if int8_engine else []) + (["bf16"] if cpu_bf16 else [])
+
+
+def choose_precision(
+    requested: str,
+    measured: Mapping[str, Mapping[str, float | None]],
+    thresholds: Mapping[str, float],
+    *,
+    min_speedup: float = AUTO_MIN_SPEEDUP,
+) -> tuple[str, bool, str]:
+    """``(used, fell_back, reason)`` from the first batch's measurements (pure: tested with fakes).
+
+    ``auto``: the fastest precision whose min cosine passes its threshold and that beats fp32 by
+    ``min_speedup``; otherwise fp32 (not a fallback: fp32 is a valid answer). An explicit reduced
+    precision: kept when it passes, else fp32 with ``fell_back`` true.
+
+    Example:
+        >>> choose_precision("auto", {"fp32": {"images_per_second": 10.0},
+        ...     "int8": {"images_per_second": 30.0, "min_cosine": 0.998}}, {"int8": 0.995})
+        ('int8', False, 'fastest passing the guard (int8 3.0x fp32)')
+    """
+    def passes(p: str) -> bool:
+        cos = measured.get(p, {}).get("min_cosine")
+        return cos is not None and cos == cos and cos >= thresholds.get(p, 1.0)  # NaN never passes
+
+    def failed(p: str) -> str:
+        cos = measured.get(p, {}).get("min_cosine")
+        shown = "nan" if cos is None or cos != cos else f"{cos:.4f}"
+        return f"{p} min cosine {shown} < {thresholds.get(p, 1.0)} on the first batch"
+
+    if requested == "fp32":
+        return "fp32", False, ""
+    if requested != "auto":
+        return (requested, False, "") if passes(requested) else ("fp32", True, failed(requested))
+    base = measured.get("fp32", {}).get("images_per_second") or 0.0
+    best, best_rate, notes = "fp32", base, []
+    for p in (p for p in measured if p != "fp32"):
+        rate = measured[p].get("images_per_second") or 0.0
+        if not passes(p):
+            notes.append(failed(p))
+        elif rate < base * min_speedup:
+            notes.append(f"{p} not faster ({rate / base if base else 0:.2f}x fp32)")
+        elif rate > best_rate:
+            best, best_rate = p, rate
+    if best == "fp32":
+        return "fp32", False, "; ".join(notes) or "no reduced precision to try on this device"
+    return best, False, f"fastest passing the guard ({best} {best_rate / base:.1f}x fp32)"
+
+
+def min_cosine(a: np.ndarray, b: np.ndarray) -> float:
+    """The lowest row-wise cosine between two [N, dims] arrays (NaN when a row is NaN or zero)."""
+    import numpy as np
+
+    a64, b64 = a.astype(np.float64), b.astype(np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        cos = (a64 * b64).sum(axis=1) / (np.linalg.norm(a64, axis=1) * np.linalg.norm(b64, axis=1))
+    return float("nan") if np.isnan(cos).any() else float(cos.min())
 
 
 class ImageEmbedder:
@@ -118,8 +247,14 @@ class ClipImageEmbedder(ImageEmbedder):
     Args:
         model: hub id (default ``clip-ViT-B-32``) or a local sentence-transformers model directory.
         device: ``"cpu"``, ``"cuda"`` (or ``"cuda:N"``) or ``"auto"`` (CUDA when available).
-        precision: ``"fp32"`` (default; equals ``encode``) or ``"bf16"`` (autocast; faster on CPUs with
-            bf16 instructions and on GPUs; cosine >= 0.999 against fp32).
+        precision: ``"auto"`` (default: on the first batch, the fastest precision this machine runs
+            whose vectors agree with fp32 above ``min_cosine``), ``"int8"`` (CPU: dynamic quantization of
+            the Linear layers; LayerNorm and the patch embedding stay fp32), ``"bf16"`` (autocast; CPUs
+            with native bf16, GPUs), ``"fp16"`` (CUDA autocast) or ``"fp32"`` (equals ``encode``). A
+            reduced precision is checked against fp32 on the first batch and falls back to fp32 when
+            it disagrees (``choice`` says so).
+        strict: with an explicit reduced precision, raise :class:`ParityError` instead of falling back.
+        min_cosine: guard thresholds per reduced precision (default :data:`DEFAULT_MIN_COSINE`).
         batch_size: images per forward pass.
         num_threads: ``torch.set_num_threads`` on CPU; ``None`` keeps torch's choice (all cores).
 
@@ -135,18 +270,37 @@ class ClipImageEmbedder(ImageEmbedder):
         model: str | Path = DEFAULT_IMAGE_MODEL,
         *,
         device: str = "cpu",
-        precision: str = "fp32",
+        precision: str = "auto",
+        strict: bool = False,
+        min_cosine: Mapping[str, float] | None = None,
         batch_size: int = 16,
         num_threads: int | None = None,
     ) -> None:
         import torch
 
         if precision not in PRECISIONS:
-            raise ModelError(f"unknown precision {precision!r}", hint="use --precision fp32 or bf16")
+            raise ModelError(f"unknown precision {precision!r}", hint=f"use --precision {' | '.join(PRECISIONS)}")
         if batch_size < 1:
             raise ModelError(f"batch size must be at least 1, got {batch_size}", hint="use --batch-size 16")
+        if strict and precision not in REDUCED_PRECISIONS:
+            raise ModelError(f"--strict applies to an explicit reduced precision, not {precision!r}",
+                             hint="use --precision int8|bf16|fp16 with --strict, or drop --strict")
         self.device = _resolve_device(device)
+        cuda = self.device.startswith("cuda")
+        if precision == "fp16" and not cuda:
+            raise ModelError("precision fp16 needs a CUDA GPU (fp16 on a CPU is emulated and slow)",
+                             hint="use --precision auto, int8 or bf16 on a CPU")
+        if precision == "int8" and cuda:
+            raise ModelError("precision int8 runs on the CPU only (dynamic quantization has no CUDA kernels)",
+                             hint="use --precision auto, fp16 or bf16 on a GPU, or --device cpu")
         self.precision = precision
+        self.strict = strict
+        self.thresholds = {**DEFAULT_MIN_COSINE, **dict(min_cosine or {})}
+        self.choice: PrecisionChoice | None = None
+        #: Called once with the :class:`PrecisionChoice` when the first batch has decided it.
+        self.on_choice: Callable[[PrecisionChoice], None] | None = None
+        self._active = "fp32"
+        self._int8_model: Any = None
         self.batch_size = batch_size
         if num_threads and self.device == "cpu":
             torch.set_num_threads(num_threads)
@@ -172,27 +326,113 @@ class ClipImageEmbedder(ImageEmbedder):
         self.dims = int(dims)
         self.model_name = str(model)
 
-    def _autocast(self) -> contextlib.AbstractContextManager[Any]:
+    def _autocast(self, precision: str) -> contextlib.AbstractContextManager[Any]:
         import torch
 
-        if self.precision == "bf16":
+        if precision in ("bf16", "fp16"):
+            # CUDA autocast (fp16/bf16) is untested on a GPU: no GPU was at hand when it was written.
             device_type = "cuda" if self.device.startswith("cuda") else "cpu"
-            return torch.autocast(device_type=device_type, dtype=torch.bfloat16)
+            dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+            return torch.autocast(device_type=device_type, dtype=dtype)
         return contextlib.nullcontext()
 
-    def embed_batch(self, pixel_values: torch.Tensor) -> np.ndarray:
-        """Run all of the model's modules on a preprocessed batch; float32 [N, dims] on the CPU."""
+    def _int8(self) -> Any:
+        """The model with its Linear layers dynamically quantized to int8 (LayerNorm, the patch
+        embedding convolution and the position embeddings stay fp32): built once, on first use."""
+        if self._int8_model is None:
+            import copy
+            import warnings
+
+            import torch
+
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # torch.ao.quantization's deprecation notice
+                self._int8_model = torch.ao.quantization.quantize_dynamic(
+                    copy.deepcopy(self.model), {torch.nn.Linear}, dtype=torch.qint8,  # type: ignore[no-untyped-call]
+                ).eval()
+        return self._int8_model
+
+    def _run(self, pixel_values: torch.Tensor, precision: str) -> np.ndarray:
         import torch
 
-        if self.device != "cpu":
-            pixel_values = pixel_values.pin_memory().to(self.device, non_blocking=True)
-        with torch.inference_mode(), self._autocast():
+        model = self._int8() if precision == "int8" else self.model
+        with torch.inference_mode(), self._autocast(precision):
             # The same features dict ``encode`` builds after the processor: every module (CLIP,
             # and a Normalize or Dense if the model has one) runs exactly as in ``encode``.
-            features = self.model({"pixel_values": pixel_values, "modality": "image"})
+            features = model({"pixel_values": pixel_values, "modality": "image"})
             vectors = features["sentence_embedding"]
         result: np.ndarray = vectors.float().cpu().numpy()
         return result
+
+    def candidates(self) -> list[str]:
+        """The reduced precisions ``auto`` tries on this machine (see :func:`precision_candidates`)."""
+        import torch
+
+        cuda = self.device.startswith("cuda")
+        return precision_candidates(
+            self.device, cpu_bf16=not cuda and _cpu_has_native_bf16(),
+            cuda_bf16=cuda and bool(torch.cuda.is_bf16_supported()),
+            int8_engine=not cuda and _has_quantized_engine())
+
+    def _decide(self, pixel_values: torch.Tensor) -> np.ndarray:
+        """The first batch: run fp32 and the precisions to check, pick one, return its vectors."""
+        tried = self.candidates() if self.precision == "auto" else [self.precision]
+        timed = self.precision == "auto"
+        # A warm-up on a slice first (oneDNN primitives, int8 weight packing), so rates compare.
+        warm = pixel_values[: min(2, len(pixel_values))]
+        outputs: dict[str, np.ndarray] = {}
+        measured: dict[str, dict[str, float | None]] = {}
+        for p in ["fp32", *tried]:
+            if timed:
+                self._run(warm, p)
+            start = time.perf_counter()
+            outputs[p] = self._run(pixel_values, p)
+            seconds = time.perf_counter() - start
+            measured[p] = {"images_per_second": round(len(pixel_values) / seconds, 2) if timed and seconds > 0
+                           else None,
+                           "min_cosine": None if p == "fp32" else round(min_cosine(outputs[p], outputs["fp32"]), 6)}
+        used, fell_back, reason = choose_precision(self.precision, measured, self.thresholds)
+        self.choice = PrecisionChoice(requested=self.precision, used=used, device=self.device,
+                                      thresholds={p: self.thresholds[p] for p in tried if p in self.thresholds},
+                                      measured=measured, fell_back=fell_back, reason=reason,
+                                      batch=len(pixel_values))
+        if fell_back and self.strict:
+            raise ParityError(
+                f"precision {self.precision} disagrees with fp32 on the first batch: {reason}; stopped "
+                "(--strict)", report=self.choice,
+                hint=f"drop --strict to fall back to fp32, use --precision auto, or lower "
+                     f"image_model.min_cosine.{self.precision} if that agreement is good enough")
+        if fell_back:
+            logger.warning("%s", self.choice.describe())
+        self._active = used
+        if used != "int8":
+            self._int8_model = None  # not needed any more: free its memory
+        if self.on_choice is not None:
+            self.on_choice(self.choice)
+        return outputs[used]
+
+    @property
+    def active_precision(self) -> str | None:
+        """The precision that runs (None until the first batch decided it)."""
+        return self.choice.used if self.choice is not None else None
+
+    def embed_batch(self, pixel_values: torch.Tensor) -> np.ndarray:
+        """Run all of the model's modules on a preprocessed batch; float32 [N, dims] on the CPU.
+
+        The first call decides the precision (see the class docstring): it also runs fp32 (and, with
+        ``auto``, every candidate) on this batch, so it takes a few times longer than the others.
+        """
+        if self.device != "cpu":
+            pixel_values = pixel_values.pin_memory().to(self.device, non_blocking=True)
+        if self.choice is None:
+            if self.precision == "fp32":
+                self.choice = PrecisionChoice(requested="fp32", used="fp32", device=self.device,
+                                              thresholds={}, batch=len(pixel_values))
+                if self.on_choice is not None:
+                    self.on_choice(self.choice)
+            else:
+                return self._decide(pixel_values)
+        return self._run(pixel_values, self._active)
 
 
 def _model_uses_all_cores(embedder: ImageEmbedder) -> bool:
@@ -209,6 +449,39 @@ def _cpu_has_fast_bf16() -> bool:
         return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):  # private API: unknown means "assume yes", no warning
         return True
+
+
+def cpu_flags() -> set[str]:
+    """This CPU's feature flags from /proc/cpuinfo (empty where there is none: macOS, Windows)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def _cpu_has_native_bf16() -> bool:
+    """Native bf16 for ``auto``: AVX512-BF16 or AMX in the flags; oneDNN's own answer elsewhere.
+
+    oneDNN says yes on plain AVX-512 CPUs, where bf16 is emulated; ``auto`` only times what is native.
+    """
+    flags = cpu_flags()
+    if flags:
+        return bool({"avx512_bf16", "amx_bf16"} & flags)
+    return _cpu_has_fast_bf16()
+
+
+def _has_quantized_engine() -> bool:
+    import torch
+
+    try:
+        engines = set(torch.backends.quantized.supported_engines) - {"none"}
+        return bool(engines) and hasattr(torch.ao.quantization, "quantize_dynamic")
+    except (AttributeError, RuntimeError):
+        return False
 
 
 def _load_sentence_transformer(model: str, device: str) -> Any:

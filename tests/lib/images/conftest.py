@@ -32,7 +32,7 @@ def reference_model(tiny_clip_dir: Path):
 def embedder(tiny_clip_dir: Path):
     from toolkit.images.embedder import ClipImageEmbedder
 
-    return ClipImageEmbedder(str(tiny_clip_dir), batch_size=4)
+    return ClipImageEmbedder(str(tiny_clip_dir), precision="fp32", batch_size=4)  # the reference path
 
 
 @pytest.fixture(scope="session")
