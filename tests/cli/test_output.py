@@ -60,3 +60,31 @@ def test_json_output_masks_secrets_as_json_writes_them(capsys: pytest.CaptureFix
     output.register_secrets(['pa"ss\\word-1'])
     output.print_json({"x": 'before pa"ss\\word-1 after'})
     assert "word-1" not in capsys.readouterr().out
+
+
+def test_what_python_prints_by_itself_is_scrubbed_too(monkeypatch: pytest.MonkeyPatch,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    """Thread tracebacks, warnings and unhandled log records go through the same scrubber."""
+    import logging
+    import sys
+    import threading
+    import warnings
+
+    for obj, name in ((sys, "excepthook"), (threading, "excepthook"), (warnings, "showwarning"),
+                      (logging, "lastResort")):
+        monkeypatch.setattr(obj, name, getattr(obj, name))
+    output.register_secrets(["hook-s3cret"])
+    output.install_last_resort_hooks()
+    logging.lastResort.stream = sys.stderr  # the captured stream
+
+    def boom() -> None:
+        raise RuntimeError("thread saw hook-s3cret\x1b[2J")
+
+    thread = threading.Thread(target=boom)
+    thread.start()
+    thread.join()
+    warnings.showwarning(UserWarning("warned hook-s3cret"), UserWarning, "f.py", 1)
+    logging.lastResort.handle(logging.LogRecord("x", logging.WARNING, "f", 1, "logged hook-s3cret", None, None))
+    err = capsys.readouterr().err
+    assert "RuntimeError" in err and "warned" in err and "logged" in err
+    assert "hook-s3cret" not in err and "\x1b" not in err

@@ -120,6 +120,9 @@ def settings_from(*, config: Path | None = None, es_url: str | None = None, **ov
 
 def main() -> None:
     """Console-script entry point."""
+    from toolkit.cli.output import install_last_resort_hooks
+
+    install_last_resort_hooks()
     app()
 
 

@@ -12,9 +12,12 @@ progress bars, messages) or ``print_text``/``print_json``, is made safe here:
 from __future__ import annotations
 
 import json
+import logging
 import re
 import sys
+import threading
 import traceback
+import warnings
 from collections.abc import Iterable
 from typing import Any
 
@@ -114,3 +117,37 @@ def print_unexpected(exc: BaseException) -> None:
     sys.stderr.write("  fix: this is a bug in toolkit: please report it with the lines above "
                      "(secrets are masked)\n")
     sys.stderr.flush()
+
+
+class _ScrubbingHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """logging's last-resort handler (WARNING and up, to stderr), scrubbed like everything else."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return scrub(super().format(record))
+
+
+def install_last_resort_hooks() -> None:
+    """Route what Python prints by itself through ``scrub``: uncaught exceptions (also in threads),
+    warnings (an ``ElasticsearchWarning`` quotes the cluster's text) and unhandled log records."""
+
+    def excepthook(exc_type: type[BaseException], exc: BaseException, tb: Any) -> None:
+        sys.stderr.write(scrub("".join(traceback.format_exception(exc_type, exc, tb))))
+
+    def thread_excepthook(args: threading.ExceptHookArgs) -> None:
+        if args.exc_type is SystemExit or args.exc_value is None:
+            return
+        name = args.thread.name if args.thread else "?"
+        sys.stderr.write(scrub(f"Exception in thread {name}:\n"
+                               + "".join(traceback.format_exception(args.exc_type, args.exc_value,
+                                                                    args.exc_traceback))))
+
+    def showwarning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                    file: Any = None, line: str | None = None) -> None:
+        (file or sys.stderr).write(scrub(warnings.formatwarning(message, category, filename, lineno, line)))
+
+    sys.excepthook = excepthook
+    threading.excepthook = thread_excepthook
+    warnings.showwarning = showwarning
+    handler = _ScrubbingHandler(sys.stderr)
+    handler.setLevel(logging.WARNING)
+    logging.lastResort = handler
