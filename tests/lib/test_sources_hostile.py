@@ -165,16 +165,30 @@ def test_heic_avif_and_jpeg_xl_files_are_items_not_ignored(tmp_path: Path) -> No
     assert source.ignored_files == 1
 
 
-def test_file_names_with_escapes_newlines_and_bad_bytes_print_safely(tmp_path: Path) -> None:
-    raw = os.fsencode(tmp_path) + b"/\x1b[2Jevil\nname\xff.jpg"
-    with open(raw, "wb") as fh:
-        fh.write(b"x")
+def test_file_names_with_escapes_and_newlines_print_safely(tmp_path: Path) -> None:
+    (tmp_path / "\x1b[2Jevil\nname.jpg").write_bytes(b"x")
     (item,) = list(open_source(tmp_path))
-    assert item.position == "\\x1b[2Jevil\\nname\\xff.jpg"
-    assert item.position.isprintable()
+    assert item.position == "\\x1b[2Jevil\\nname.jpg" and item.position.isprintable()
     with open(item.location, "rb") as fh:  # the real path still reads
         assert fh.read() == b"x"
     assert printable("caf\u00e9 \u202egpj.exe") == "caf\u00e9 \\u202egpj.exe"
+
+
+def test_names_that_are_not_utf8_fail_at_the_source_with_the_fix(tmp_path: Path) -> None:
+    # Their path (with a lone surrogate) broke the bulk request and the failures file: the run stopped.
+    root = os.fsencode(tmp_path)
+    with open(root + b"/caf\xe9.jpg", "wb") as fh:
+        fh.write(b"x")
+    os.mkdir(root + b"/caf\xe9-folder")
+    (tmp_path / "ok.jpg").write_bytes(b"x")
+    items = list(open_source(tmp_path))
+    assert [i.position for i in items] == ["caf\\xe9-folder", "caf\\xe9.jpg", "ok.jpg"]
+    for item in items[:2]:
+        assert "not valid UTF-8" in item.error and "rename" in item.error
+        item.location.encode("utf-8")  # safe for JSON documents and the failures file
+        json.dumps(item.error, ensure_ascii=False).encode("utf-8")
+    with pytest.raises(ValidationError, match="not valid UTF-8"):
+        open_source(os.fsdecode(root + b"/caf\xe9.jpg"))
 
 
 def test_a_file_without_extension_that_is_a_jpeg_is_one_image(tmp_path: Path) -> None:

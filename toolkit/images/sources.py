@@ -257,6 +257,12 @@ class Source:
         return f"{self.kind} {printable(str(self.path))}"
 
 
+# What os.fsdecode makes of a byte of a file name that is not UTF-8.
+_FS_BYTE = re.compile("[\udc80-\udcff]")
+_NOT_UTF8_NAME = ("the name is not valid UTF-8 (an old Latin-1 or Shift-JIS name?), so it cannot be "
+                  "stored as text: rename it to UTF-8 (e.g. convmv -f latin1 -t utf-8 --notest NAME)")
+
+
 def _folder_failure(folder: Path, position: str, exc: OSError) -> SourceItem:
     why = exc.strerror or str(exc)
     fix = ("fix its permissions (e.g. chmod u+rx)" if isinstance(exc, PermissionError)
@@ -312,6 +318,15 @@ class DirectorySource(Source):
             if entry.name.startswith("."):
                 continue  # .git, .DS_Store, editor swap files: never images users meant
             is_image = os.path.splitext(entry.name)[1].lower() in IMAGE_EXTENSIONS
+            if _FS_BYTE.search(entry.name):
+                # Its path cannot go into a document (or JSON) as text: it fails, shown escaped.
+                if is_image or entry.is_dir():
+                    position = self._position(entry.path)
+                    yield SourceItem(location=printable(entry.path), position=position,
+                                     error=f"{position}: {_NOT_UTF8_NAME}")
+                else:
+                    self.ignored_files += 1
+                continue
             try:
                 info = entry.stat()  # follows symlinks: what the name points at counts
             except OSError as exc:
@@ -952,6 +967,8 @@ def open_source(spec: str | Path, *, kind: SourceKind = "auto", columns: ColumnM
         'directory'
     """
     text = str(spec)
+    if _FS_BYTE.search(text):
+        raise ValidationError(f"source {printable(text)}: {_NOT_UTF8_NAME}", hint="rename it, then run again")
     if kind == "auto" and is_url(text):
         return SingleSource(text)
     path = Path(text).expanduser()
