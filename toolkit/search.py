@@ -598,7 +598,8 @@ def embed_query_image(source: str | Path, settings: Settings, *, embedder: Any =
         from toolkit.images.embedder import ClipImageEmbedder
 
         im = settings.image_model
-        embedder = ClipImageEmbedder(im.name, device=im.device, precision=im.precision, batch_size=1)
+        embedder = ClipImageEmbedder(im.name, device=im.device, precision=im.precision,
+                                     strict=im.strict_precision, min_cosine=im.min_cosine.model_dump(), batch_size=1)
     from toolkit.images.decode import load_image
 
     image = load_image(data, target=embedder.preprocessing.target,

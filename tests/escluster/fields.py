@@ -314,5 +314,16 @@ def vector_value(source: dict, path: str) -> list[float] | None:
             try:
                 return [float(b if b < 128 else b - 256) for b in bytes.fromhex(value)]
             except ValueError:
+                pass
+            # A float vector indexed as base64 (9.3+; checked at indexing by mapping.decode_base64_vector):
+            # big-endian float32. Guess for byte/bit fields' base64 form, which this does not tell apart.
+            try:
+                import base64
+                import struct
+
+                body = value.rstrip("=")
+                raw = base64.b64decode(body + "=" * (-len(body) % 4), validate=True)
+            except ValueError:
                 return None
+            return list(struct.unpack(f">{len(raw) // 4}f", raw)) if raw and len(raw) % 4 == 0 else None
     return None

@@ -1298,7 +1298,9 @@ class _DocCtx:
         self, full: str, spec: dict[str, Any], value: Any, element: str, dims: int, following: str
     ) -> None:
         newer = version_tuple(self.version) >= (9, 3)
-        if isinstance(value, str) and newer:
+        if isinstance(value, str) and newer and element in ("float", "bfloat16"):
+            value = decode_base64_vector(value, dims, self.vector_failure)
+        elif isinstance(value, str) and newer:
             decoded = _decode_vector_string(value, element)
             if decoded is None:
                 raise self.vector_failure(f"Illegal base64 character in [{value[:20]}]")  # guess
@@ -1476,6 +1478,48 @@ def _to_number(value: Any) -> float:
 
 def _dynamic_vector(value: list[Any]) -> bool:
     return DYNAMIC_VECTOR_MIN_DIMS <= len(value) <= MAX_DIMS and all(isinstance(v, float) for v in value)
+
+
+def decode_base64_vector(text: str, dims: int, fail: Any) -> list[float]:
+    """A ``float`` / ``bfloat16`` vector sent as a base64 string (9.3+), decoded as Elasticsearch does.
+
+    ES (PR #137072): ``DenseVectorFieldMapper.FloatElement.parseBase64EncodedVector`` (``BFloat16Element``
+    inherits it): ``Base64.getDecoder().decode`` (the JDK's basic decoder: padding optional), then the
+    bytes are read BIG_ENDIAN: ``dims * 4`` bytes as float32, ``dims * 2`` bytes as bfloat16 (whatever the
+    mapping's element type), any other length a ``ParsingException`` "Failed to parse object: Base64
+    decoded vector byte length [N] does not match the expected length of [4d] or [2d] for dimension count
+    [d]". The caller then runs the usual bounds and magnitude checks (``checkVectorBounds``,
+    ``checkVectorMagnitude``). Below 9.3 ``FLOAT.parseKnnVectorAndIndex`` expects an array and a string
+    fails with "expecting token of type [VALUE_NUMBER]" (``_not_an_array``).
+    The JDK decoder's own messages ("Illegal base64 character 2d", "Last unit does not have enough valid
+    bits") are from memory of ``java.util.Base64.Decoder``: guess.
+
+    ``fail(message, cause_type)`` builds the document error (``DocumentParser`` wraps the mapper's exception).
+    """
+    import base64
+    import binascii
+    import struct
+
+    alphabet = set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/")
+    body = text.rstrip("=")
+    for ch in body:
+        if ch not in alphabet:
+            raise fail(f"Illegal base64 character {ord(ch):x}", "illegal_argument_exception")
+    if len(text) - len(body) > 2 or len(body) % 4 == 1:
+        raise fail("Last unit does not have enough valid bits", "illegal_argument_exception")
+    try:
+        raw = base64.b64decode(body + "=" * (-len(body) % 4), validate=True)
+    except binascii.Error as exc:  # cannot happen after the checks above; kept as a guess, not a crash
+        raise fail(str(exc), "illegal_argument_exception") from None
+    if len(raw) == dims * 4:
+        return list(struct.unpack(f">{dims}f", raw))
+    if len(raw) == dims * 2:
+        return [struct.unpack(">f", struct.pack(">I", half << 16))[0] for half in struct.unpack(f">{dims}H", raw)]
+    raise fail(
+        f"Failed to parse object: Base64 decoded vector byte length [{len(raw)}] does not match the expected "
+        f"length of [{dims * 4}] or [{dims * 2}] for dimension count [{dims}]",
+        "parsing_exception",
+    )
 
 
 def _decode_vector_string(text: str, element: str) -> list[int | float] | None:

@@ -51,7 +51,12 @@ def ingest_command(
     device: Annotated[str | None, typer.Option(
         "--device", help="auto | cpu | cuda (image_model.device).")] = None,
     precision: Annotated[str | None, typer.Option(
-        "--precision", help="fp32 | bf16 (image_model.precision).")] = None,
+        "--precision", help="auto | int8 | bf16 | fp16 | fp32 (image_model.precision; default auto: the "
+                            "fastest whose vectors agree with fp32 on the first batch).")] = None,
+    strict: Annotated[bool | None, typer.Option(
+        "--strict/--no-strict", help="With an explicit reduced precision: stop when it disagrees with fp32 "
+                                     "on the first batch instead of falling back to fp32 "
+                                     "(image_model.strict_precision).", show_default=False)] = None,
     as_json: JsonOpt = False,
     config: ConfigOpt = None,
     es_url: EsUrlOpt = None,
@@ -71,7 +76,8 @@ def ingest_command(
 
     settings = settings_from(config=config, es_url=es_url, **{
         "index.alias": index, "image_model.name": image_model, "image_model.batch_size": batch_size,
-        "image_model.device": device, "image_model.precision": precision})
+        "image_model.device": device, "image_model.precision": precision,
+        "image_model.strict_precision": strict})
     if retry_failures is not None and source is not None:
         raise ValidationError("give either a SOURCE or --retry-failures, not both",
                               hint="drop SOURCE to retry the failures file's items")
@@ -108,9 +114,9 @@ def ingest_command(
     client = make_client(settings)
 
     with _sigterm_as_interrupt() as terminated:
-        report = _run_with_progress(lambda on_progress: ingest(
+        report = _run_with_progress(lambda on_progress, on_precision: ingest(
             client, settings, source=items, resume=resume, failures_file=failures_file,
-            on_progress=on_progress), quiet=as_json)
+            on_progress=on_progress, on_precision=on_precision), quiet=as_json)
 
     if as_json:
         print_json(report.as_json())
@@ -179,19 +185,23 @@ def _print_error_line(exc: Any) -> None:
 def _run_with_progress(run: Any, *, quiet: bool) -> Any:
     """Run ``run(on_progress)`` under a rich progress bar on stderr (none with --json)."""
     if quiet or not err.is_terminal:
-        return run(None)
+        return run(None, None)
     from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     with Progress(SpinnerColumn(), TextColumn("[bold]ingest[/]"), BarColumn(),
                   TextColumn("{task.description}"), TimeElapsedColumn(), console=err) as progress:
         task = progress.add_task("starting", total=None)
+        shown = {"precision": ""}
 
         def on_progress(p: Any) -> None:
             progress.update(task, description=(
                 f"{p.seen} seen · {p.indexed} indexed · {p.skipped} skipped · {p.failed} failed · "
-                f"{p.images_per_second:.1f} images/s"))
+                f"{p.images_per_second:.1f} images/s{shown['precision']}"))
 
-        return run(on_progress)
+        def on_precision(choice: Any) -> None:
+            shown["precision"] = f" · {escape(choice.describe())}"
+
+        return run(on_progress, on_precision)
 
 
 def _print_summary(report: Any) -> None:
@@ -212,6 +222,13 @@ def _print_summary(report: Any) -> None:
             info(f"    {escape(example['location'])}: {escape(example['reason'])}")
     if report.ignored_files:
         info(f"  {report.ignored_files} files without an image extension were not read")
+    if report.precision:
+        from toolkit.images.embedder import PrecisionChoice
+
+        choice = PrecisionChoice(**{k: report.precision[k] for k in (
+            "requested", "used", "device", "thresholds", "measured", "fell_back", "reason")})
+        info(f"  {'[yellow]' if choice.fell_back else ''}{escape(choice.describe())}"
+             f"{'[/]' if choice.fell_back else ''}; vectors sent as {report.vector_encoding}")
     if report.failures_file:
         info(f"failures: {escape(str(report.failures_file))} (retry with `toolkit ingest --retry-failures "
              f"{escape(str(report.failures_file))}`)")

@@ -56,6 +56,13 @@ def search_command(
         "--dry-run", help="Print the request and send nothing (no cluster needed).")] = False,
     index: Annotated[str | None, typer.Option("--index", help="Alias or index to search (index.alias).",
                                               show_default=False)] = None,
+    precision: Annotated[str | None, typer.Option(
+        "--precision", help="--image: auto | int8 | bf16 | fp16 | fp32 (image_model.precision), checked "
+                            "against fp32 as in ingest.", show_default=False)] = None,
+    strict: Annotated[bool | None, typer.Option(
+        "--strict/--no-strict", help="--image with an explicit reduced precision: stop when it disagrees "
+                                     "with fp32 instead of falling back (image_model.strict_precision).",
+        show_default=False)] = None,
     as_json: JsonOpt = False,
     config: ConfigOpt = None,
     es_url: EsUrlOpt = None,
@@ -73,7 +80,8 @@ def search_command(
     from toolkit.devtools import render
     from toolkit.search import SearchOptions, Step, search
 
-    settings = settings_from(config=config, es_url=es_url, **{"index.alias": index})
+    settings = settings_from(config=config, es_url=es_url, **{
+        "index.alias": index, "image_model.precision": precision, "image_model.strict_precision": strict})
     options = SearchOptions(
         k=k, num_candidates=num_candidates, filters=tuple(filters or ()), min_similarity=min_similarity,
         min_score=min_score, collapse=collapse,

@@ -122,6 +122,10 @@ class IngestReport:
     failures_write_error: str | None = None
     """Why the failures file could not be written (a full disk); the records are in ``unsaved_failures``."""
     unsaved_failures: list[dict[str, Any]] = field(default_factory=list)
+    precision: dict[str, Any] | None = None
+    """The image model's precision decision (``PrecisionChoice.as_json``); None when nothing was embedded."""
+    vector_encoding: str = "json"
+    """How image vectors were sent: ``base64`` (big-endian float32, Elasticsearch 9.3+) or ``json`` arrays."""
 
     @property
     def images_per_second(self) -> float:
@@ -142,6 +146,7 @@ class IngestReport:
             "error": self.error.message if self.error else ("interrupted" if self.interrupted else None),
             "failures_write_error": self.failures_write_error,
             "unsaved_failures": list(self.unsaved_failures),
+            "precision": self.precision, "vector_encoding": self.vector_encoding,
         }
 
 
@@ -208,7 +213,51 @@ def load_embedder(settings: Settings) -> ImageEmbedder:
 
     im = settings.image_model
     # torch keeps every core: on CPU, decoding pauses while a batch runs (see embed_paths).
-    return ClipImageEmbedder(im.name, device=im.device, precision=im.precision, batch_size=im.batch_size)
+    return ClipImageEmbedder(im.name, device=im.device, precision=im.precision, strict=im.strict_precision,
+                             min_cosine=im.min_cosine.model_dump(), batch_size=im.batch_size)
+
+
+#: The first Elasticsearch version that accepts a ``dense_vector`` value as a base64 string (ES PR #137072).
+BASE64_VECTORS_SINCE = (9, 3)
+
+
+def vector_encoding(client: Elasticsearch) -> str:
+    """``"base64"`` when the cluster (``GET /``) is 9.3 or later, else ``"json"`` (arrays of numbers).
+
+    Base64 of big-endian float32 is about 2.7 KB per 512-dim vector instead of about 6-10 KB of JSON
+    numbers, and Elasticsearch parses it much faster (``FloatElement.parseBase64EncodedVector``).
+    """
+    from toolkit.cluster import parse_version
+
+    body = send(client, Request("GET", "/"), doing="reading the cluster version")
+    try:
+        version = parse_version(str(body["version"]["number"]))
+    except (KeyError, TypeError, ValueError):
+        return "json"  # unknown: the format every version accepts
+    return "base64" if version[:2] >= BASE64_VECTORS_SINCE else "json"
+
+
+def encode_vector(vector: np.ndarray, encoding: str) -> list[float] | str:
+    """The bulk value of one vector: a JSON array, or base64 of its big-endian float32 bytes.
+
+    Example:
+        >>> encode_vector(np.array([1.0, 0.0], dtype=np.float32), "base64")
+        'P4AAAAAAAAA='
+    """
+    if encoding == "base64":
+        import base64
+
+        import numpy as np
+
+        return base64.b64encode(np.asarray(vector, dtype=">f4").tobytes()).decode("ascii")
+    return [float(x) for x in vector]
+
+
+def _precision_of(embedder: Any) -> str | None:
+    """The precision the embedder runs at (None for embedders that do not say: fakes)."""
+    choice = getattr(embedder, "choice", None)
+    used = getattr(choice, "used", None)
+    return str(used) if used else None
 
 
 def _decode_workers(settings: Settings) -> int | None:
@@ -241,7 +290,7 @@ def pipeline_errors_request(alias: str, ids: list[str], settings: Settings) -> R
 
 
 def bulk_action(work: Work, vector: np.ndarray, *, settings: Settings, model: str,
-                ingested_at: str) -> dict[str, Any]:
+                ingested_at: str, precision: str | None = None, encoding: str = "json") -> dict[str, Any]:
     """The bulk ``index`` action for one embedded item, written through the alias (default pipeline).
 
     Example:
@@ -250,7 +299,7 @@ def bulk_action(work: Work, vector: np.ndarray, *, settings: Settings, model: st
     """
     f, item = settings.fields, work.item
     assert work.fetched is not None and work.id is not None
-    body: dict[str, Any] = {f.image_vector: [float(x) for x in vector]}
+    body: dict[str, Any] = {f.image_vector: encode_vector(vector, encoding)}
     if item.caption:
         body[f.caption] = item.caption
     if item.is_url:
@@ -267,6 +316,8 @@ def bulk_action(work: Work, vector: np.ndarray, *, settings: Settings, model: st
     if work.width and work.height:
         body["width"], body["height"] = work.width, work.height
     body["image_model"] = model
+    if precision is not None:
+        body["image_precision"] = precision
     body["ingested_at"] = ingested_at
     return {"_op_type": "index", "_index": settings.index.alias, "_id": work.id, "_source": body}
 
@@ -326,6 +377,8 @@ class _Run:
             maxsize=2 * max(1, settings.image_model.batch_size) + settings.ingest.download_workers)
         self.fetch_done = False
         self.flush_after = FLUSH_AFTER_SECONDS
+        self.embedder: Any = None
+        self.vector_encoding = "json"
 
     # -- producer side
     def _skip(self, work: Work, reason: str, detail: str) -> None:
@@ -416,7 +469,8 @@ class _Run:
                 self._fail(work, "decode", result.reason)
                 continue
             assert work.id is not None
-            yield work, bulk_action(work, result, settings=self.settings, model=model, ingested_at=ingested_at)
+            yield work, bulk_action(work, result, settings=self.settings, model=model, ingested_at=ingested_at,
+                                    precision=_precision_of(self.embedder), encoding=self.vector_encoding)
 
     def pump(self, works: Iterator[Work]) -> None:
         """The fetch thread: source, ids, resume checks and downloads; each work onto ``fetched_q``,
@@ -592,6 +646,7 @@ def ingest(
     failures_file: Path | None = None,
     on_progress: Callable[[IngestProgress], None] | None = None,
     flush_after: float = FLUSH_AFTER_SECONDS,
+    on_precision: Callable[[Any], None] | None = None,
 ) -> IngestReport:
     """Embed and index every item of ``source``; every item ends indexed, skipped or failed.
 
@@ -606,6 +661,7 @@ def ingest(
             the working directory, created only when something fails.
         on_progress: called with the counts after every item's outcome (may raise KeyboardInterrupt).
         flush_after: seconds without a new item after which a partly filled bulk chunk is sent.
+        on_precision: called once with the embedder's ``PrecisionChoice`` when the first batch decided it.
 
     Returns: the :class:`IngestReport`. A lost cluster does not raise: ``report.error`` holds it
         (the caller decides the exit code); Ctrl-C sets ``report.interrupted``.
@@ -638,9 +694,14 @@ def ingest(
         embedder = load_embedder(settings)
     model = str(getattr(embedder, "model_name", model))
     _check_dims(int(embedder.dims), index_dims, settings, model)
+    encoding = vector_encoding(client)  # base64 vectors from Elasticsearch 9.3 (smaller, parsed faster)
 
     ledger = Ledger(failures_path=failures_path, on_progress=on_progress, exclusive=failures_file is None)
     run = _Run(client, settings, ledger, resume=resume)
+    run.embedder = embedder
+    run.vector_encoding = encoding
+    if on_precision is not None and hasattr(embedder, "on_choice"):
+        embedder.on_choice = on_precision
     ingested_at = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
     ing = settings.ingest
     interrupted = False
@@ -723,7 +784,14 @@ def ingest(
         ignored_files=int(getattr(source, "ignored_files", 0)),
         interrupted=interrupted, error=error,
         failures_write_error=ledger.write_error, unsaved_failures=list(ledger.unsaved),
+        precision=_choice_json(embedder), vector_encoding=run.vector_encoding,
     )
+
+
+def _choice_json(embedder: Any) -> dict[str, Any] | None:
+    choice = getattr(embedder, "choice", None)
+    as_json = getattr(choice, "as_json", None)
+    return dict(as_json()) if callable(as_json) else None
 
 
 def _close(stage: object) -> None:
