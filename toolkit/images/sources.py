@@ -323,7 +323,7 @@ class DirectorySource(Source):
                 if is_image or entry.is_dir():
                     position = self._position(entry.path)
                     yield SourceItem(location=printable(entry.path), position=position,
-                                     error=f"{position}: {_NOT_UTF8_NAME}")
+                                     error=_NOT_UTF8_NAME)
                 else:
                     self.ignored_files += 1
                 continue
@@ -353,7 +353,7 @@ class DirectorySource(Source):
             else:
                 position = self._position(entry.path)
                 yield SourceItem(location=entry.path, position=position,
-                                 error=f"{position}: {_not_regular(info.st_mode)}")
+                                 error=str(_not_regular(info.st_mode)))
 
     def _broken(self, entry: os.DirEntry[str], exc: OSError) -> SourceItem:
         position = self._position(entry.path)
@@ -365,7 +365,7 @@ class DirectorySource(Source):
             why = f"a broken symbolic link (to {target}, which does not exist)"
         else:
             why = f"cannot read it: {exc.strerror or exc}"
-        return SourceItem(location=entry.path, position=position, error=f"{position}: {why}")
+        return SourceItem(location=entry.path, position=position, error=why)
 
 
 @dataclass(frozen=True)
