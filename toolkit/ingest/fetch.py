@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote, urljoin, urlsplit
 
-from toolkit.images.sources import is_url
+from toolkit.images.sources import is_url, open_local_file
 from toolkit.settings import MASK, mask_url
 
 USER_AGENT = "toolkit-ingest/0.1"
@@ -145,7 +145,8 @@ def hash_file(path: Path) -> tuple[str, int]:
     """(sha256 hex, size) of a file, read in chunks."""
     digest = hashlib.sha256()
     size = 0
-    with open(path, "rb") as fh:
+    # Only regular files, opened without blocking, reads capped: a FIFO or /dev/zero never hangs.
+    with open_local_file(path) as fh:
         while chunk := fh.read(1 << 20):
             digest.update(chunk)
             size += len(chunk)
@@ -337,7 +338,7 @@ def _download_once(url: str, *, timeout: float, max_bytes: int, downloads: Downl
                         raise FetchError("download", f"redirected to a {scheme or '(no scheme)'}:// URL "
                                                      "(only http and https redirects are followed)")
                     continue
-                if response.status >= 400 or response.status < 200 or response.status in (204, 205):
+                if not 200 <= response.status < 300 or response.status in (204, 205):
                     reason = f"HTTP {response.status} {response.reason}".rstrip()
                     if response.status in RETRY_STATUSES:
                         wait = _retry_after(response.getheader("Retry-After"))
@@ -354,9 +355,9 @@ def _download_once(url: str, *, timeout: float, max_bytes: int, downloads: Downl
                 raise
             except TimeoutError:
                 raise _Retryable(timed_out) from None
-            except http.client.IncompleteRead as exc:
-                raise _Retryable(f"connection closed mid-body ({len(exc.partial)} bytes into a "
-                                 "chunk)") from None
+            except http.client.IncompleteRead:
+                raise _Retryable("connection closed mid-body (a chunked body cut short or "
+                                 "malformed)") from None
             except http.client.RemoteDisconnected:
                 raise _Retryable("connection closed before an answer") from None
             except (http.client.InvalidURL, UnicodeError) as exc:
@@ -435,7 +436,8 @@ def _body(response: http.client.HTTPResponse, *, max_bytes: int, clock: _Clock) 
     if not data:
         raise FetchError("download", "empty response (0 bytes)")
     content_type = (response.getheader("Content-Type") or "").split(";", 1)[0].strip().lower()
-    if content_type.startswith("text/") and data.lstrip()[:1] == b"<":
+    head = data[:512].lstrip().lower()
+    if (content_type.startswith("text/") and head[:1] == b"<") or head.startswith((b"<!doctype html", b"<html")):
         raise FetchError("download", f"the server answered {response.status} with a web page "
                                      f"(Content-Type: {content_type}), not an image: the URL may need a "
                                      "login, or point at a page rather than at the image file")
