@@ -597,6 +597,10 @@ def build_router(cluster: Cluster) -> Router:
 
     r.add("POST", "/{index}/_delete_by_query", delete_by_query)
 
+    # -- reindex (Cluster.reindex cites the ES source) and the task that runs it in the background
+    r.add("POST", "/_reindex", lambda req: c.reindex(req.require_body(), req.params))
+    r.add("GET", "/_tasks/{task_id}", lambda req, task_id: c.get_task(task_id))
+
     # -- fault injection and run-time config (paths ES never uses)
     def faults(req: Request) -> Any:
         if req.method == "POST":

@@ -534,6 +534,7 @@ class Cluster:
         self.component_templates: dict[str, dict[str, Any]] = {}
         self.pipelines: dict[str, dict[str, Any]] = {}
         self.faults = Faults()
+        self.tasks: dict[str, dict[str, Any]] = {}  # _reindex?wait_for_completion=false results (by task id)
         self.ml: Any = self._make_ml()
 
     def _make_ml(self) -> Any:
@@ -1204,6 +1205,149 @@ class Cluster:
                 **{"resource.type": "index_expression", "resource.id": name},
             )
         return name
+
+    # -------------------------------------------------------------------------------------- reindex
+    _REINDEX_KEYS = ("source", "dest", "max_docs", "script", "conflicts", "size")
+
+    def reindex(self, body: Any, params: dict[str, str]) -> tuple[int, dict[str, Any]]:
+        """``POST _reindex``: copy the documents a search of ``source`` finds into ``dest``.
+
+        Follows modules/reindex/.../Reindexer.java (``AsyncIndexBySearchAction.buildRequest``: id and
+        ``_source`` from the hit, ``dest.pipeline`` set on each index request, ``op_type`` only when
+        ``create``) and server/.../index/reindex/ReindexRequest.java (``PARSER``: ``source`` is a search
+        body plus ``index``; ``dest`` takes ``index``, ``routing``, ``op_type``, ``pipeline``,
+        ``version_type``; ``validate()`` messages). Vectors: AbstractAsyncBulkByScrollAction
+        ``prepareSearchRequest(needsVectors)`` sets ``exclude_vectors: false`` unless the request's
+        ``_source`` says otherwise, so 9.2's vectors-excluded ``_source``
+        (``index.mapping.exclude_source_vectors``, PR #131907) still copies vectors (pinned by
+        UpdateByQueryBasicTests.testUpdateByQueryIncludeVectors); a ``_source.excludes`` drops them.
+        Without ``dest.pipeline`` the destination's ``default_pipeline`` runs (an ordinary index request).
+        A failed write stops the copy and is listed in ``failures``; the HTTP status is the highest failure
+        status (BulkIndexByScrollResponseContentListener). ``wait_for_completion=false`` answers
+        ``{"task": "node:id"}`` and runs in the background (``GET _tasks/<id>``). Guesses: one batch of up to
+        10,000 refreshed documents; ``script`` and remote sources are refused; no slices, no throttling.
+        """
+        if not isinstance(body, dict):
+            raise ESError(400, "parse_exception", "request body is required")
+        for key in body:
+            if key not in self._REINDEX_KEYS:
+                raise ESError(400, "x_content_parse_exception", f"[1:2] [reindex] unknown field [{key}]")
+        source = body.get("source") or {}
+        dest = body.get("dest") or {}
+        if not isinstance(source, dict) or not isinstance(dest, dict):
+            raise ESError(400, "x_content_parse_exception", "[1:2] [reindex] source and dest must be objects")
+        if "script" in body or "remote" in source:
+            raise ESError(400, "illegal_argument_exception", "the test cluster does not run reindex scripts or "
+                          "remote sources (guess: not emulated)")
+        problems = []
+        indices = source.get("index")
+        names = [n for n in (indices.split(",") if isinstance(indices, str) else indices or []) if n]
+        if not names:
+            problems.append("use _all if you really want to copy from all existing indexes")
+        if source.get("_source") is False:
+            problems.append("_source:false is not supported in this context")
+        if not dest.get("index"):
+            problems.append("index must be specified")
+        if problems:
+            raise ESError(400, "action_request_validation_exception", "Validation Failed: "
+                          + "".join(f"{i}: {p};" for i, p in enumerate(problems, 1)))
+        op = str(dest.get("op_type", "index"))
+        if op not in ("index", "create"):
+            raise ESError(400, "illegal_argument_exception", f"opType must be 'create' or 'index', found: [{op}]")
+        conflicts = str(body.get("conflicts", params.get("conflicts", "abort")))
+        if conflicts not in ("abort", "proceed"):
+            raise ESError(400, "illegal_argument_exception",
+                          f'conflicts may only be "proceed" or "abort" but was [{conflicts}]')
+        max_docs = body.get("max_docs", body.get("size"))
+        search_body: dict[str, Any] = {k: v for k, v in source.items() if k not in ("index", "size")}
+        spec = search_body.get("_source")
+        if spec is None:
+            search_body["_source"] = {"exclude_vectors": False}
+        elif isinstance(spec, dict) and "exclude_vectors" not in spec:
+            search_body["_source"] = {**spec, "exclude_vectors": False}
+        elif isinstance(spec, list | str):
+            search_body["_source"] = {"includes": [spec] if isinstance(spec, str) else spec, "exclude_vectors": False}
+        views = self.views(",".join(names), {})  # resolves now: a missing source index is a 404 up front
+
+        def run() -> tuple[int, dict[str, Any]]:
+            return self._run_reindex(views, search_body, dest, op, conflicts, max_docs, params)
+
+        if params.get("wait_for_completion", "true") == "false":
+            task_id = f"{self.node_ids[0]}:{len(self.tasks) + 1}"
+            task = {"completed": False, "description": f"reindex from [{','.join(names)}] to [{dest['index']}]",
+                    "started": _now_ms()}
+            self.tasks[task_id] = task
+
+            def background() -> None:
+                try:
+                    _, response = run()
+                    task["response"] = response
+                except ESError as exc:
+                    task["error"] = exc.error_object()
+                task["completed"] = True
+
+            threading.Thread(target=background, name=f"reindex-{task_id}", daemon=True).start()
+            return 200, {"task": task_id}
+        return run()
+
+    def _run_reindex(self, views: list[Any], search_body: dict[str, Any], dest: dict[str, Any], op: str,
+                     conflicts: str, max_docs: Any, params: dict[str, str]) -> tuple[int, dict[str, Any]]:
+        from . import search as search_mod
+
+        started = time.monotonic()
+        size = 10000 if max_docs is None else int(max_docs)
+        found = search_mod.search(views, {**search_body, "size": size, "track_total_hits": True}, {},
+                                  license_type=self.license_type, embed_text=self.embed_text)
+        counts = {"created": 0, "updated": 0, "noops": 0, "version_conflicts": 0}
+        failures: list[dict[str, Any]] = []
+        status = 200
+        for hit in found["hits"]["hits"]:
+            try:
+                code, item = self.write(op, str(dest["index"]), hit["_id"], copy.deepcopy(hit.get("_source") or {}),
+                                        pipeline=dest.get("pipeline"), routing=dest.get("routing"))
+            except ESError as exc:
+                if exc.status == 409 and conflicts == "proceed":
+                    counts["version_conflicts"] += 1
+                    continue
+                counts["version_conflicts"] += exc.status == 409
+                failures.append({"index": dest["index"], "id": hit["_id"], "cause": exc.error_object(),
+                                 "status": exc.status})
+                status = max(status, exc.status)
+                break  # a bulk failure ends the copy (AbstractAsyncBulkByScrollAction.onBulkResponse)
+            if item.get("result") == "noop":
+                counts["noops"] += 1
+            else:
+                counts["created" if code == 201 else "updated"] += 1
+        if params.get("refresh") in ("true", ""):
+            self.refresh(str(dest["index"]), {})
+        return status, {
+            "took": int((time.monotonic() - started) * 1000), "timed_out": False,
+            "total": len(found["hits"]["hits"]), "updated": counts["updated"], "created": counts["created"],
+            "deleted": 0, "batches": 1, "version_conflicts": counts["version_conflicts"], "noops": counts["noops"],
+            "retries": {"bulk": 0, "search": 0}, "throttled_millis": 0, "requests_per_second": -1.0,
+            "throttled_until_millis": 0, "failures": failures,
+        }
+
+    def get_task(self, task_id: str) -> dict[str, Any]:
+        """``GET _tasks/<id>`` of a background reindex: ``completed``, ``task`` and ``response`` (or ``error``).
+
+        Follows server/.../action/admin/cluster/node/tasks/get/TransportGetTaskAction.java (a finished
+        task's stored result; an unknown one is 404 ``resource_not_found_exception``). The ``task``
+        object is trimmed (guess: no status counters while running).
+        """
+        task = self.tasks.get(task_id)
+        if task is None:
+            raise ESError(404, "resource_not_found_exception",
+                          f"task [{task_id}] isn't running and hasn't stored its results")
+        node, _, number = task_id.partition(":")
+        out: dict[str, Any] = {"completed": task["completed"], "task": {
+            "node": node, "id": int(number), "type": "transport", "action": "indices:data/write/reindex",
+            "description": task["description"], "start_time_in_millis": task["started"], "cancellable": True}}
+        if "response" in task:
+            out["response"] = task["response"]
+        if "error" in task:
+            out["error"] = task["error"]
+        return out
 
     # -------------------------------------------------------------------------------------- pipelines
     def put_pipeline(self, pipeline_id: str, body: Any) -> dict[str, Any]:

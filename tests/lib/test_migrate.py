@@ -1,0 +1,220 @@
+"""``toolkit.migrate`` against the test cluster: live searches never see an empty or half-filled index."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from tests.lib.ingest_helpers import CountingEmbedder, good_images, make_settings, setup_index
+from toolkit import migrate
+from toolkit.cluster import make_client
+from toolkit.errors import CheckFailed, ValidationError
+from toolkit.images.sources import SourceItem
+from toolkit.ingest import ingest
+
+N = 12
+
+
+class SmallerEmbedder(CountingEmbedder):
+    """Another image model: 32 dims, another name (a different vector space)."""
+
+    dims = 32
+    model_name = "fake-clip-v2"
+
+    def embed_batch(self, pixel_values: Any) -> np.ndarray:
+        self.batches += 1
+        self.embedded += int(pixel_values.shape[0])
+        means = pixel_values.mean(dim=(2, 3)).numpy()
+        out = np.full((pixel_values.shape[0], 32), 0.5, dtype=np.float32)
+        out[:, 29:] -= means
+        return out
+
+
+@pytest.fixture
+def env(escluster: Any, tmp_path: Path) -> Any:
+    settings = make_settings(escluster.url)
+    client = make_client(settings)
+    setup_index(client, settings)
+    images = good_images(tmp_path / "imgs", N)
+    items = [SourceItem(location=str(p), id=f"doc{i:02d}", caption=f"photo number {i}",
+                        label="even" if i % 2 == 0 else "odd") for i, p in enumerate(images)]
+    report = ingest(client, settings, source=items, embedder=CountingEmbedder(),
+                    failures_file=tmp_path / "ingest-failures.jsonl")
+    assert report.indexed == N, report.as_json()
+
+    class Env:
+        pass
+
+    e = Env()
+    e.settings, e.client, e.cluster, e.images, e.tmp = settings, client, escluster, images, tmp_path  # type: ignore[attr-defined]
+    return e
+
+
+def _alias_target(client: Any, alias: str = "images") -> list[str]:
+    return sorted(client.indices.get_alias(name=alias).body)
+
+
+def _mapping(client: Any, index: str) -> dict[str, Any]:
+    return dict(client.indices.get_mapping(index=index).body[index]["mappings"]["properties"])
+
+
+class Searcher(threading.Thread):
+    """Searches the alias in a loop: a match_all count (must always be N) and, while ``knn_dims`` is set,
+    a kNN query with a vector of those dims (must always return hits)."""
+
+    def __init__(self, client: Any, knn_dims: int | None) -> None:
+        super().__init__(daemon=True)
+        self.client, self.knn_dims = client, knn_dims
+        self.stop = threading.Event()
+        self.runs = 0
+        self.bad: list[str] = []
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            try:
+                total = self.client.search(index="images", size=0, track_total_hits=True)["hits"]["total"]["value"]
+                if total != N:
+                    self.bad.append(f"match_all saw {total} documents")
+                if self.knn_dims:
+                    vec = [1.0] * self.knn_dims
+                    hits = self.client.search(index="images", knn={"field": "image_embedding", "query_vector": vec,
+                                                                   "k": 5, "num_candidates": 20})["hits"]["hits"]
+                    if not hits:
+                        self.bad.append("kNN returned nothing")
+            except Exception as exc:  # every failure counts, whatever it is
+                self.bad.append(f"{type(exc).__name__}: {exc}")
+            self.runs += 1
+
+
+def _migrate(env: Any, settings: Any, **kwargs: Any) -> migrate.MigrationReport:
+    current = migrate.read_current(env.client, settings)
+    plan = migrate.make_plan(current, settings, image_model=kwargs.pop("image_model", "fake-clip"))
+    assert plan.changes, "the settings differ: the plan must say so"
+    return migrate.run_migration(env.client, settings, plan, failures_dir=env.tmp, **kwargs)
+
+
+def test_live_searches_see_every_document_through_an_index_options_change_then_an_image_model_change(env: Any) -> None:
+    # 1. index_options int8_hnsw -> int4_hnsw: a reindex, vectors copied (9.2 leaves them out of _source).
+    int4 = make_settings(env.cluster.url, **{"index.index_options.type": "int4_hnsw"})
+    searcher = Searcher(env.client, knn_dims=64)
+    searcher.start()
+    try:
+        report = _migrate(env, int4)
+    finally:
+        searcher.stop.set()
+        searcher.join(10)
+    assert searcher.runs > 0 and searcher.bad == []
+    assert report.switched and report.plan.kind == "reindex"
+    assert _alias_target(env.client) == ["images-000002"]
+    assert report.old_count == report.new_count == N
+    assert _mapping(env.client, "images-000002")["image_embedding"]["index_options"]["type"] == "int4_hnsw"
+    assert report.overlaps and min(report.overlaps.values()) == 1.0  # the same vectors: the same neighbours
+    assert env.client.indices.get_alias(index="images-000002").body["images-000002"]["aliases"]["images"][
+        "is_write_index"] is True
+
+    # 2. a new image model with other dims: every image re-embedded from its stored path.
+    v2 = make_settings(env.cluster.url, **{"index.index_options.type": "int4_hnsw", "index.image_dims": 32})
+    embedder = SmallerEmbedder()
+    searcher = Searcher(env.client, knn_dims=None)  # query vectors change with the model at the switch
+    searcher.start()
+    try:
+        report = _migrate(env, v2, image_model="fake-clip-v2", embedder=embedder)
+    finally:
+        searcher.stop.set()
+        searcher.join(10)
+    assert searcher.runs > 0 and searcher.bad == []
+    assert report.plan.kind == "re-embed images" and report.reembedded >= N and report.reembed_failed == 0
+    assert _alias_target(env.client) == ["images-000003"]
+    assert report.new_count == N
+    assert _mapping(env.client, "images-000003")["image_embedding"]["dims"] == 32
+    docs = env.client.search(index="images", size=N, source={"exclude_vectors": False})["hits"]["hits"]
+    assert {d["_source"]["image_model"] for d in docs} == {"fake-clip-v2"}
+    assert all(len(d["_source"]["image_embedding"]) == 32 for d in docs)
+    assert {d["_source"]["caption"] for d in docs} == {f"photo number {i}" for i in range(N)}
+
+    # 3. rollback points the alias back at the index before; nothing deleted.
+    back = migrate.rollback(env.client, v2)
+    assert back.restored == "images-000002" and _alias_target(env.client) == ["images-000002"]
+    assert env.client.count(index="images")["count"] == N
+    assert env.client.indices.exists(index="images-000003")
+
+
+def test_documents_written_during_the_migration_are_caught_up_before_and_after_the_switch(env: Any) -> None:
+    int4 = make_settings(env.cluster.url, **{"index.index_options.type": "int4_hnsw"})
+
+    def write(doc_id: str) -> None:
+        env.client.index(index="images", id=doc_id, refresh=True, document={
+            "image_embedding": [1.0] * 64, "path": f"/late/{doc_id}.jpg",
+            "ingested_at": migrate._iso(migrate.datetime.now(migrate.UTC))})
+
+    def on_step(step: str) -> None:
+        if step == "catch-up":
+            write("during-copy")  # lands in the old index after the copy
+        if step == "switch":
+            write("before-switch")  # lands in the old index after the last catch-up
+
+    report = _migrate(env, int4, on_step=on_step)
+    assert report.switched
+    ids = {h["_id"] for h in env.client.search(index="images", size=50)["hits"]["hits"]}
+    assert {"during-copy", "before-switch"} <= ids
+    assert report.new_count == N + 2 and report.after_switch == 1
+
+
+def test_a_missing_image_blocks_the_switch_and_a_second_run_resumes_into_the_same_index(env: Any) -> None:
+    v2 = make_settings(env.cluster.url, **{"index.image_dims": 32})
+    lost = env.images[3]
+    data = lost.read_bytes()
+    lost.unlink()
+    with pytest.raises(CheckFailed) as info:
+        _migrate(env, v2, image_model="fake-clip-v2", embedder=SmallerEmbedder())
+    report = info.value.results
+    assert report.reembed_failed >= 1 and not report.switched
+    assert _alias_target(env.client) == ["images-000001"]  # searchers never saw the half-filled index
+    assert any("doc03" in Path(f).read_text() for f in report.failures_files)
+    lost.write_bytes(data)
+    embedder = SmallerEmbedder()
+    current = migrate.read_current(env.client, v2)
+    plan = migrate.make_plan(current, v2, image_model="fake-clip-v2")
+    assert plan.resume and plan.target == "images-000002"
+    report = migrate.run_migration(env.client, v2, plan, embedder=embedder, failures_dir=env.tmp)
+    assert report.switched and report.new_count == N
+    assert _alias_target(env.client) == ["images-000002"]
+
+
+def test_cleanup_deletes_only_older_indices_and_only_when_asked(env: Any) -> None:
+    int4 = make_settings(env.cluster.url, **{"index.index_options.type": "int4_hnsw"})
+    _migrate(env, int4)
+    assert env.client.indices.exists(index="images-000001")  # a migration never deletes
+    assert migrate.cleanup(env.client, int4) == ["images-000001"]
+    assert not env.client.indices.exists(index="images-000001")
+    assert env.client.count(index="images")["count"] == N
+    with pytest.raises(ValidationError, match="no index older"):
+        migrate.cleanup(env.client, int4)
+    with pytest.raises(ValidationError, match="no older index"):
+        migrate.rollback(env.client, int4)
+
+
+def test_unchanged_settings_plan_nothing(env: Any) -> None:
+    plan = migrate.make_plan(migrate.read_current(env.client, env.settings), env.settings,
+                             image_model="fake-clip")
+    assert plan.changes == ()
+    assert "nothing to migrate" in migrate.render_plan(plan, env.settings)
+
+
+def test_plan_names_each_change_and_leaves_vectors_in_the_copy_only_when_they_stay_valid(env: Any) -> None:
+    shards = make_settings(env.cluster.url, **{"index.shards": 2, "index.index_options.type": "bbq_hnsw"})
+    plan = migrate.make_plan(migrate.read_current(env.client, shards), shards, image_model="fake-clip")
+    assert "number_of_shards: 1 -> 2" in plan.changes
+    assert any(c.startswith("image_embedding.index_options.type: int8_hnsw -> bbq_hnsw") for c in plan.changes)
+    body = plan.copy_request().body
+    assert "_source" not in body["source"] and body["dest"]["pipeline"] == "_none"
+    assert body["dest"]["op_type"] == "create" and body["conflicts"] == "proceed"
+    v2 = make_settings(env.cluster.url, **{"index.image_dims": 32})
+    plan = migrate.make_plan(migrate.read_current(env.client, v2), v2, image_model="fake-clip-v2")
+    assert plan.reembed_images
+    assert plan.copy_request().body["source"]["_source"] == {"excludes": ["image_embedding", "image_model",
+                                                                          "image_precision"]}
