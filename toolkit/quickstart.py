@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from toolkit import datasets
 from toolkit import search as s
 from toolkit.devtools import Request, render, send
-from toolkit.errors import AuthenticationFailed, AuthorizationFailed, ClusterError, ConnectionFailed
+from toolkit.errors import AuthenticationFailed, AuthorizationFailed, ClusterError, ConnectionFailed, NotElasticsearch
 from toolkit.settings import Settings
 
 if TYPE_CHECKING:
@@ -117,8 +117,8 @@ def wait_for_cluster(client: Elasticsearch, *, timeout: float = DEFAULT_WAIT_SEC
             if not body.get("timed_out") and body.get("status") in ("green", "yellow"):
                 return str(body["status"]), time.monotonic() - start
             why = f"status {body.get('status')}"
-        except (AuthenticationFailed, AuthorizationFailed):
-            raise
+        except (AuthenticationFailed, AuthorizationFailed, NotElasticsearch):
+            raise  # waiting would not help: wrong credentials, or another server on the URL
         except ConnectionFailed as exc:
             why = exc.message
         except ClusterError as exc:  # 408 (not yellow in time), 503 (no master yet)
