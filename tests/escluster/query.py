@@ -36,6 +36,7 @@ from tests.escluster.fields import (
     source_values,
     to_bool,
     to_number,
+    vector_value,
 )
 
 K1 = 1.2
@@ -590,6 +591,108 @@ class KnnQuery(Query):
         return self.runner(self, ctx)
 
 
+# ---------------------------------------------------------------------------------------------- script_score
+
+#: The only scripts the test cluster runs: one vector function, optionally plus a constant -- exactly the
+#: forms ``toolkit eval`` sends for exact search. Painless itself is NOT emulated (partial emulation).
+_VECTOR_SCRIPT_RE = re.compile(
+    r"^\s*(cosineSimilarity|dotProduct|l1norm|l2norm)\(\s*params\.(\w+)\s*,\s*(['\"])([^'\"]+)\3\s*\)"
+    r"\s*(?:\+\s*(\d+(?:\.\d+)?))?\s*$")
+
+
+def _script_runtime_error(reason: str) -> ShardError:
+    # Painless wraps an exception thrown by a whitelisted method into ScriptException "runtime error"
+    # (modules/lang-painless/.../PainlessScript.convertToScriptException) with the cause kept.
+    return ShardError("script_exception", "runtime error", {"type": "illegal_argument_exception", "reason": reason})
+
+
+@dataclass
+class ScriptScore(Query):
+    """``script_score`` with a vector function script, scored as Elasticsearch scores it.
+
+    - ES: ``ScriptScoreQueryBuilder`` (server/src/main/java/org/elasticsearch/index/query/functionscore/) and
+      ``ScriptScoreQuery`` (server/.../common/lucene/search/function/ScriptScoreQuery.java): the inner query
+      selects the documents; each one's score is the script's double result cast to float, then times
+      ``boost``; ``min_score`` drops documents below it; a negative (or NaN) script score fails the shard
+      with "script_score script returned an invalid score [s] for doc [d]. Must be a non-negative score!".
+    - Vector functions: ``VectorScoreScriptUtils`` (server/src/main/java/org/elasticsearch/script/): the
+      query vector's dims are checked against the field's (``DenseVector.checkDimensions``: "The query
+      vector has a different number of dimensions [q] than the document vectors [d]."), a document
+      without a vector fails with "A document doesn't have a value for a vector field!";
+      ``cosineSimilarity`` normalizes the query vector and returns the cosine (so ``+ 1.0`` keeps it
+      non-negative), ``dotProduct`` the dot product, ``l1norm``/``l2norm`` the distances.
+    - Partial emulation: Painless is not run. Only the forms ``FN(params.NAME, 'FIELD')`` and
+      ``FN(params.NAME, 'FIELD') + CONSTANT`` are accepted; any other script fails the shard as a script
+      that does not compile would (``script_exception`` "compile error"), its cause saying it is the test
+      cluster's limit. The doc-index part of the invalid-score message is the document's position (guess:
+      ES prints the Lucene doc id).
+    """
+
+    inner: Query | None = None
+    function: str = ""
+    param: str = ""
+    field: str = ""
+    constant: float = 0.0
+    params: dict = dc_field(default_factory=dict)
+    min_score: float | None = None
+
+    def _vector_function(self, ctx: IndexContext) -> Any:
+        spec = ctx.spec(self.field)
+        if spec is None:
+            raise _script_runtime_error(f"No field found for [{self.field}] in mapping")
+        if spec.get("type") != "dense_vector":
+            raise _script_runtime_error(f"Field [{self.field}] of type [{spec.get('type')}] does not support "
+                                        f"vector functions")  # guess: the cast in VectorScoreScriptUtils fails
+        if self.param not in self.params:
+            raise _script_runtime_error(f"Missing parameter [{self.param}]")  # guess
+        raw = self.params[self.param]
+        if not isinstance(raw, list) or not all(isinstance(x, (int, float)) and not isinstance(x, bool)
+                                                for x in raw):
+            raise _script_runtime_error(f"[{self.param}] must be a list of numbers")  # guess
+        query = [f32(x) for x in raw]
+        dims = spec.get("dims")
+        if dims is not None and int(dims) != len(query):
+            raise _script_runtime_error(f"The query vector has a different number of dimensions [{len(query)}] "
+                                        f"than the document vectors [{dims}].")
+        if self.function == "cosineSimilarity":
+            norm = math.sqrt(sum(x * x for x in query))
+            query = [f32(x / norm) if norm else x for x in query]
+
+        def score(doc: list[float]) -> float:
+            if self.function == "cosineSimilarity":
+                dn = math.sqrt(sum(x * x for x in doc))
+                return sum(a * b for a, b in zip(query, doc, strict=True)) / dn if dn else 0.0
+            if self.function == "dotProduct":
+                return sum(a * b for a, b in zip(query, doc, strict=True))
+            if self.function == "l1norm":
+                return sum(abs(a - b) for a, b in zip(query, doc, strict=True))
+            return math.sqrt(sum((a - b) ** 2 for a, b in zip(query, doc, strict=True)))
+
+        return score
+
+    def _run(self, ctx: IndexContext) -> dict[str, float]:
+        assert self.inner is not None
+        matched = self.inner.run(ctx)
+        if not matched:
+            return {}
+        function = self._vector_function(ctx)
+        order = {d: i for i, d in enumerate(ctx.docs)}
+        out = {}
+        for doc_id in matched:
+            vector = vector_value(ctx.docs[doc_id], self.field)
+            if vector is None:
+                raise _script_runtime_error("A document doesn't have a value for a vector field!")
+            value = f32(function(vector) + self.constant)
+            if value < 0 or math.isnan(value):
+                raise ShardError("illegal_argument_exception",
+                                 f"script_score script returned an invalid score [{value}] for doc "
+                                 f"[{order[doc_id]}]. Must be a non-negative score!")
+            if self.min_score is not None and value < self.min_score:
+                continue
+            out[doc_id] = f32(value * self.boost)
+        return out
+
+
 # ---------------------------------------------------------------------------------------------- parsing
 
 def _check_keys(qname: str, obj: dict, allowed: set[str]) -> None:
@@ -786,6 +889,52 @@ def _p_knn(body: Any) -> Query:
     return _knn_factory[0](body)
 
 
+def _p_script_score(body: Any) -> Query:
+    """``script_score`` as ``ScriptScoreQueryBuilder.PARSER`` reads it: ``query`` and ``script`` required
+    (ConstructingObjectParser: "Required [query]" -- the exact wrapper is a guess), ``min_score``,
+    ``boost``, ``_name``; unknown keys are ``[script_score] unknown field [x]``."""
+    if not isinstance(body, dict):
+        raise parsing_error("[script_score] query malformed, no start_object after query name")
+    for key in body:
+        if key not in ("query", "script", "min_score", "boost", "_name"):
+            raise ESError(400, "x_content_parse_exception", f"[script_score] unknown field [{key}]")
+    for key in ("query", "script"):
+        if key not in body:
+            raise ESError(400, "x_content_parse_exception", f"Required [{key}]")
+    script = body["script"]
+    if isinstance(script, str):
+        script = {"source": script}
+    if not isinstance(script, dict) or "source" not in script:
+        raise ESError(400, "x_content_parse_exception", "[script_score] failed to parse field [script]",
+                      caused_by={"type": "illegal_argument_exception",
+                                 "reason": "the test cluster runs inline scripts ([source]) only"})
+    lang = script.get("lang", "painless")
+    match = _VECTOR_SCRIPT_RE.match(str(script["source"])) if lang == "painless" else None
+    if match is None:
+        # Compilation happens on the shard (ScriptScoreQueryBuilder.doToQuery -> context.compile).
+        reason = ("the test cluster emulates only vector-function scripts such as "
+                  "\"cosineSimilarity(params.query_vector, 'field') + 1.0\" (Painless is not emulated)")
+        failure = ShardError("script_exception", "compile error",
+                             {"type": "illegal_argument_exception", "reason": reason})
+        return _Failing(error=failure)
+    params = script.get("params") or {}
+    min_score = body.get("min_score")
+    return ScriptScore(inner=parse_query(body["query"]), function=match.group(1), param=match.group(2),
+                       field=match.group(4), constant=float(match.group(5) or 0.0), params=dict(params),
+                       min_score=None if min_score is None else float(min_score), **_common(body))
+
+
+@dataclass
+class _Failing(Query):
+    """A query that fails on every shard with ``error`` (a script that does not compile)."""
+
+    error: ShardError | None = None
+
+    def _run(self, ctx: IndexContext) -> dict[str, float]:
+        assert self.error is not None
+        raise self.error
+
+
 def _p_query_string(body: Any) -> Query:
     if not isinstance(body, dict) or "query" not in body:
         raise parsing_error("[query_string] must be provided with a [query]")
@@ -853,5 +1002,6 @@ _PARSERS: dict[str, Any] = {
     "dis_max": _p_dis_max,
     "knn": _p_knn,
     "query_string": _p_query_string,
+    "script_score": _p_script_score,
     "simple_query_string": _p_query_string,
 }
