@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import re
+import ssl
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -63,6 +64,12 @@ def make_client(settings: Settings) -> Elasticsearch:
             raise ConfigError(f"the CA certificate file {es.ca_certs} {what}", key="elasticsearch.ca_certs",
                               hint="point ES_CA_CERTS (elasticsearch.ca_certs) at the cluster's CA file "
                                    "(http_ca.crt)")
+        try:
+            ssl.create_default_context(cafile=str(ca))
+        except (ssl.SSLError, OSError) as exc:
+            raise ConfigError(f"the CA certificate file {es.ca_certs} holds no PEM certificate ({exc})",
+                              key="elasticsearch.ca_certs",
+                              hint="point ES_CA_CERTS at the cluster's CA certificate (http_ca.crt, PEM)") from None
         kwargs["ca_certs"] = str(ca)
     if urlsplit(es.url).scheme.lower() == "https":
         kwargs["verify_certs"] = es.verify_certs

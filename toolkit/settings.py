@@ -56,6 +56,8 @@ MASK = "********"
 MAX_CONFIG_BYTES = 1024 * 1024
 MAX_CONFIG_NODES = 10_000
 MAX_CONFIG_DEPTH = 32
+# Upper bound of every duration setting: more overflows the OS timer ("timestamp out of range").
+_DAY = 24 * 3600.0
 
 _MODEL_ID_RE = re.compile(r"^[a-z0-9](?:[a-z0-9_\-.]{0,62}[a-z0-9])?$")
 
@@ -87,7 +89,7 @@ class ElasticsearchSettings(_Section):
     password: SecretStr | None = None
     ca_certs: str | None = None
     verify_certs: bool = True
-    request_timeout: float = Field(default=30.0, gt=0)
+    request_timeout: float = Field(default=30.0, gt=0, le=_DAY)
 
     @field_validator("url", "api_key", "username", "password", "ca_certs", mode="before")
     @classmethod
@@ -144,7 +146,7 @@ class TextModelSettings(_Section):
     queue_capacity: int = Field(default=1024, ge=1)
     priority: Literal["normal", "low"] = "normal"
     adaptive_allocations: AdaptiveAllocations = AdaptiveAllocations()
-    start_timeout: float = Field(default=300.0, gt=0)
+    start_timeout: float = Field(default=300.0, gt=0, le=_DAY)
 
     @field_validator("threads_per_allocation")
     @classmethod
@@ -255,9 +257,9 @@ class IngestSettings(_Section):
     chunk_size: int = Field(default=256, ge=1)
     max_chunk_bytes: int = Field(default=50 * 1024 * 1024, ge=1024)
     max_retries: int = Field(default=5, ge=0)
-    initial_backoff: float = Field(default=1.0, ge=0)
-    max_backoff: float = Field(default=60.0, ge=0)
-    download_timeout: float = Field(default=20.0, gt=0)
+    initial_backoff: float = Field(default=1.0, ge=0, le=_DAY)
+    max_backoff: float = Field(default=60.0, ge=0, le=_DAY)
+    download_timeout: float = Field(default=20.0, gt=0, le=_DAY)
     download_retries: int = Field(default=3, ge=0)
     max_download_bytes: int = Field(default=50 * 1024 * 1024, ge=1)
     max_image_pixels: int = Field(default=89_478_485, ge=1)
@@ -614,8 +616,9 @@ def load_settings(*, config_path: str | Path | None = None, overrides: Mapping[s
     file_lines: dict[str, int] = {}
     file_name: str | None = None
 
-    explicit = config_path is not None or bool(env.get(ENV_CONFIG))
-    path = Path(config_path or env.get(ENV_CONFIG) or (cwd or Path.cwd()) / DEFAULT_CONFIG_FILE)
+    env_config = (env.get(ENV_CONFIG) or "").strip()  # $(cat ...) leaves a newline; blank means unset
+    explicit = config_path is not None or bool(env_config)
+    path = Path(config_path or env_config or (cwd or Path.cwd()) / DEFAULT_CONFIG_FILE)
     if path.exists():
         # A directory, FIFO or device named toolkit.yaml is an error too: never silently skipped.
         file_name = str(path)

@@ -284,3 +284,10 @@ def test_ca_certs_that_is_a_directory_says_so(tmp_path: Path) -> None:
     result = run("doctor", "--es-url", "https://127.0.0.1:9", ES_CA_CERTS=f"{tmp_path}\n")
     assert result.exit_code == 3, result.output
     assert f"{tmp_path} is a directory" in result.output and "cannot reach" not in result.output
+
+
+def test_ca_certs_that_is_not_a_certificate_says_so(tmp_path: Path) -> None:
+    (tmp_path / "ca.crt").write_text("not a certificate\n")
+    result = run("doctor", "--es-url", "https://127.0.0.1:9", ES_CA_CERTS=str(tmp_path / "ca.crt"))
+    assert result.exit_code == 3, result.output
+    assert "holds no PEM certificate" in result.output and "cannot reach" not in result.output

@@ -219,3 +219,16 @@ def test_credentials_in_the_url_and_in_settings_are_refused_not_one_dropped() ->
     # The same credentials twice are one login, not a conflict.
     assert load({"ES_URL": "http://elastic:Tw1ce-pw@h:9200", "ES_USERNAME": "elastic",
                  "ES_PASSWORD": "Tw1ce-pw"}).elasticsearch.username == "elastic"
+
+
+@pytest.mark.parametrize("key,value", [("elasticsearch.request_timeout", 1e300),
+                                       ("ingest.download_timeout", 1e12), ("ingest.max_backoff", 1e300)])
+def test_durations_too_long_for_the_os_timer_are_refused(key: str, value: float) -> None:
+    # 1e300 s reached the socket as "cannot reach the cluster (OverflowError: timestamp out of range)".
+    exc = error(overrides={key: value})
+    assert key in exc.message and "86400" in exc.message
+
+
+def test_toolkit_config_with_a_trailing_newline_finds_the_file(tmp_path: Path) -> None:
+    (tmp_path / "my.yaml").write_text("index:\n  alias: photos\n")
+    assert load({"TOOLKIT_CONFIG": f"{tmp_path / 'my.yaml'}\n"}).index.alias == "photos"
