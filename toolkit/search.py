@@ -834,3 +834,108 @@ def devtools_script(settings: Settings, *, text: str = "a dog playing in the sno
         f'sets the caption parts\' boost, default {DEFAULT_CAPTION_WEIGHT})',
         hybrid_query(text, settings, hybrid, mode="boosted_sum"))
     return "\n\n".join(parts) + "\n"
+
+
+# --------------------------------------------------------------------------------------------------
+# Lookups for the web page (``toolkit serve``): where a document's image is, which labels exist
+
+
+def location_request(doc_id: str, settings: Settings, *, index: str | None = None) -> Request:
+    """Read where one indexed document's image lives (its ``path`` or ``url`` field), nothing else.
+
+    ``toolkit serve`` draws thumbnails from this, so only images of indexed documents can be shown.
+
+    Example::
+
+        location_request("img-42", settings).body["query"]   # {"ids": {"values": ["img-42"]}}
+    """
+    if not doc_id or not doc_id.strip():
+        raise ValidationError("a document id is needed", hint="use the `id` of a search hit")
+    f = settings.fields
+    body = {"size": 1, "query": {"ids": {"values": [doc_id]}}, "_source": {"includes": [f.path, f.url]}}
+    return _search_request(settings, body, index)
+
+
+def document_location(client: Elasticsearch, doc_id: str, settings: Settings, *,
+                      index: str | None = None) -> str:
+    """The ``path`` (or else ``url``) stored with document ``doc_id``.
+
+    Raises NotFound when there is no such document, or it has neither field.
+
+    Example::
+
+        document_location(client, "img-42", settings)    # "/photos/cat.jpg"
+    """
+    request = location_request(doc_id, settings, index=index)
+    try:
+        body = send(client, request, doing=f"reading document {doc_id}")
+    except ClusterError as exc:
+        raise explain(exc, request) from exc
+    hits = (body.get("hits") or {}).get("hits") or []
+    if not hits:
+        raise NotFound(f"no document with id {doc_id!r} in {index or settings.index.alias!r}", what="document",
+                       name=doc_id, hint="use the `id` of a search hit")
+    source = hits[0].get("_source") or {}
+    f = settings.fields
+    for name in (f.path, f.url):
+        value = field_value(source, name)
+        if isinstance(value, str) and value:
+            return value
+    raise NotFound(f"document {doc_id!r} has no {f.path!r} or {f.url!r}", what="location", name=doc_id,
+                   hint="re-ingest it with `toolkit ingest` (it stores the path or URL)")
+
+
+def label_values_request(settings: Settings, *, index: str | None = None, size: int = 200) -> Request:
+    """The most common values of the label field (a ``terms`` aggregation, no hits).
+
+    Example::
+
+        label_values_request(settings).body["aggs"]   # {"labels": {"terms": {"field": "label", "size": 200}}}
+    """
+    body = {"size": 0, "aggs": {"labels": {"terms": {"field": settings.fields.label, "size": size}}}}
+    return _search_request(settings, body, index)
+
+
+def label_values(client: Elasticsearch, settings: Settings, *, index: str | None = None,
+                 size: int = 200) -> list[str]:
+    """The label values present in the index, most common first (for a filter menu).
+
+    Example::
+
+        label_values(client, settings)    # ["animal", "space", "object"]
+    """
+    request = label_values_request(settings, index=index, size=size)
+    try:
+        body = send(client, request, doing="reading the labels")
+    except ClusterError as exc:
+        raise explain(exc, request) from exc
+    buckets = ((body.get("aggregations") or {}).get("labels") or {}).get("buckets") or []
+    return [str(b.get("key")) for b in buckets if b.get("key") is not None]
+
+
+def embed_query_bytes(data: bytes, settings: Settings, *, embedder: Any = None, name: str = "upload") -> list[float]:
+    """Embed one query image given as encoded bytes (an upload), with ingest's pixel cap.
+
+    Like :func:`embed_query_image`; ``name`` is how errors refer to the image.
+
+    Example::
+
+        vector = embed_query_bytes(Path("cat.jpg").read_bytes(), settings)
+    """
+    if embedder is None:
+        from toolkit.images.embedder import ClipImageEmbedder
+
+        im = settings.image_model
+        embedder = ClipImageEmbedder(im.name, device=im.device, precision=im.precision,
+                                     strict=im.strict_precision, min_cosine=im.min_cosine.model_dump(), batch_size=1)
+    from toolkit.images.decode import load_image
+
+    if not data:
+        raise ImageError(name, "empty upload (0 bytes)")
+    try:
+        image = load_image(bytes(data), target=embedder.preprocessing.target,
+                           max_pixels=settings.ingest.max_image_pixels)
+    except ImageError as exc:
+        raise ImageError(name, exc.reason) from exc
+    vector = next(iter(embedder.embed([image])))
+    return float32_list(vector)

@@ -134,6 +134,7 @@ from toolkit.cli import doctor_cmd  # noqa: E402,F401
 from toolkit.cli import ingest_cmd  # noqa: E402,F401
 from toolkit.cli import migrate_cmd  # noqa: E402,F401
 from toolkit.cli import search_cmd  # noqa: E402,F401
+from toolkit.cli import serve_cmd  # noqa: E402,F401
 from toolkit.cli import setup_cmd  # noqa: E402,F401
 from toolkit.cli import smoke_cmd  # noqa: E402,F401
 from toolkit.cli import quickstart_cmd  # noqa: E402,F401
