@@ -19,6 +19,7 @@ import binascii
 import os
 import re
 import stat
+import unicodedata
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -414,8 +415,9 @@ def check_url(url: str) -> str:
     and a password holding an unencoded '/', '?' or '#'.
     """
     shown = mask_url(url)
-    if any(c.isspace() for c in url) or _CONTROL_RE.search(url):
-        raise ValueError(f"'{shown}' has a space or control character in it ({_URL_HINT})")
+    # Invisible characters too (a zero-width space or BOM pasted with the URL).
+    if any(c.isspace() or unicodedata.category(c) in ("Cc", "Cf", "Zs", "Zl", "Zp") for c in url):
+        raise ValueError(f"'{shown}' has a space, control or invisible character in it ({_URL_HINT})")
     m = re.match(r"^([A-Za-z][A-Za-z0-9+.\-]*)://", url)
     if not m:
         raise ValueError(f"'{shown}' has no scheme: write http://{shown} or https://{shown}")

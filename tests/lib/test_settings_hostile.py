@@ -100,6 +100,8 @@ def test_mask_url_masks_the_password_whatever_the_shape(url: str, masked: str) -
     ("http://host:9200/?pretty", "query string"),
     ("http://host:9200#x", "fragment"),
     ("http://ho st:9200", "space"),
+    ("http://host\u200b:9200", "invisible"),
+    ("\ufeffhttp://host:9200", "invisible"),
     ("http://elastic:pa/ss-secret1@host:9200", "percent-encode"),
     ("http://:9200", "no host"),
 ])
