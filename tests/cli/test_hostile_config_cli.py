@@ -291,3 +291,16 @@ def test_ca_certs_that_is_not_a_certificate_says_so(tmp_path: Path) -> None:
     result = run("doctor", "--es-url", "https://127.0.0.1:9", ES_CA_CERTS=str(tmp_path / "ca.crt"))
     assert result.exit_code == 3, result.output
     assert "holds no PEM certificate" in result.output and "cannot reach" not in result.output
+
+
+def test_a_closed_stdout_pipe_stops_quietly(monkeypatch) -> None:
+    """`toolkit search ... --json | head -1`: the reader went away; that is not a bug to report."""
+    import toolkit.cli.config_cmd as config_cmd
+
+    def closed(text: str) -> None:
+        raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr(config_cmd, "print_text", closed)
+    result = run("config", "show")
+    assert result.exit_code == 141
+    assert "Traceback" not in result.output and "bug" not in result.output

@@ -45,6 +45,17 @@ def _finite_floats(command: Any) -> None:
         _finite_floats(sub)
 
 
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush does not complain again."""
+    import sys
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):
+        pass  # not a real file (a test runner's buffer): nothing left to flush
+
+
 def _register_env_secrets() -> None:
     """Secrets from the environment are scrubbed even when settings fail to resolve."""
     env = os.environ
@@ -79,6 +90,10 @@ class ToolkitGroup(TyperGroup):
             raise typer.Exit(130) from None
         except (typer.Exit, typer.Abort):
             raise
+        except BrokenPipeError:
+            # stdout went away (`| head`): stop quietly, as a killed-by-SIGPIPE program would.
+            _silence_stdout()
+            raise typer.Exit(141) from None
         except typer.TyperException as exc:
             # Usage errors quote what the user typed (an option value, a file name): scrub it.
             if isinstance(getattr(exc, "message", None), str):
@@ -131,6 +146,7 @@ from toolkit.cli import config_cmd  # noqa: E402,F401,I001
 from toolkit.cli import deploy_cmd  # noqa: E402,F401
 from toolkit.cli import devtools_cmd  # noqa: E402,F401
 from toolkit.cli import doctor_cmd  # noqa: E402,F401
+from toolkit.cli import eval_cmd  # noqa: E402,F401
 from toolkit.cli import ingest_cmd  # noqa: E402,F401
 from toolkit.cli import migrate_cmd  # noqa: E402,F401
 from toolkit.cli import search_cmd  # noqa: E402,F401
