@@ -88,3 +88,22 @@ def test_what_python_prints_by_itself_is_scrubbed_too(monkeypatch: pytest.Monkey
     err = capsys.readouterr().err
     assert "RuntimeError" in err and "warned" in err and "logged" in err
     assert "hook-s3cret" not in err and "\x1b" not in err
+
+
+def test_a_full_disk_on_stdout_is_an_error_not_a_bug(monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+    import sys
+
+    from toolkit.errors import ToolkitError
+
+    class Full:
+        def write(self, text: str) -> int:
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        def flush(self) -> None:
+            pass
+
+    monkeypatch.setattr(sys, "stdout", Full())
+    for call in (lambda: output.print_text("x"), lambda: output.print_json({"a": 1})):
+        with pytest.raises(ToolkitError, match="cannot write the output: No space left on device"):
+            call()

@@ -7,6 +7,7 @@ fix and the error's own exit code (see ``toolkit.errors``).
 
 from __future__ import annotations
 
+import errno
 import math
 import os
 from pathlib import Path
@@ -15,7 +16,7 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperGroup
 
-from toolkit.cli.output import print_error, print_unexpected, register_secrets, scrub
+from toolkit.cli.output import output_error, print_error, print_unexpected, register_secrets, scrub
 from toolkit.errors import ToolkitError
 from toolkit.settings import ENV_API_KEY, ENV_PASSWORD, ENV_URL, ENV_USERNAME, Settings, load_settings, secret_forms
 
@@ -43,6 +44,9 @@ def _finite_floats(command: Any) -> None:
     command.invoke = invoke
     for sub in (getattr(command, "commands", None) or {}).values():
         _finite_floats(sub)
+
+
+_OUTPUT_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO)
 
 
 def _silence_stdout() -> None:
@@ -99,6 +103,14 @@ class ToolkitGroup(TyperGroup):
             if isinstance(getattr(exc, "message", None), str):
                 exc.message = scrub(exc.message)
             raise
+        except OSError as exc:
+            if exc.errno in _OUTPUT_ERRNOS and exc.filename is None:
+                # A console write (a table, a progress bar) to a full disk or /dev/full.
+                error = output_error(exc)
+                print_error(error)
+                raise typer.Exit(error.exit_code) from None
+            print_unexpected(exc)
+            raise typer.Exit(1) from None
         except Exception as exc:
             print_unexpected(exc)
             raise typer.Exit(1) from None

@@ -78,12 +78,25 @@ out = SafeConsole(soft_wrap=True, highlight=False)
 err = SafeConsole(stderr=True, soft_wrap=True, highlight=False)
 
 
+def _stdout(text: str) -> None:
+    try:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        raise  # the reader went away (| head): the CLI stops quietly
+    except OSError as exc:
+        raise output_error(exc) from None
+
+
+def output_error(exc: OSError) -> ToolkitError:
+    """Writing the output failed (a full disk, ``> /dev/full``): say so, it is not a bug."""
+    return ToolkitError(f"cannot write the output: {exc.strerror or exc}",
+                        hint="check where stdout goes: a full disk, or a file that cannot grow")
+
+
 def print_text(text: str) -> None:
     """Plain text to stdout, exactly (no markup), scrubbed."""
-    sys.stdout.write(scrub(text))
-    if not text.endswith("\n"):
-        sys.stdout.write("\n")
-    sys.stdout.flush()
+    _stdout(scrub(text) + ("" if text.endswith("\n") else "\n"))
 
 
 def print_json(data: Any) -> None:
@@ -93,8 +106,7 @@ def print_json(data: Any) -> None:
         # Mask the secret as JSON writes it (a quote or backslash in it is escaped there).
         text = text.replace(json.dumps(secret, ensure_ascii=False)[1:-1], MASK)
     text = _JSON_UNSAFE_RE.sub(lambda m: f"\\u{ord(m.group(0)):04x}", text)
-    sys.stdout.write(text + "\n")
-    sys.stdout.flush()
+    _stdout(text + "\n")
 
 
 def info(message: str) -> None:
