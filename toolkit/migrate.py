@@ -382,6 +382,8 @@ class MigrationReport:
     problems: list[str] = field(default_factory=list)
     switched: bool = False
     after_switch: int = 0
+    removed: int = 0
+    """Documents deleted from the old index during the migration, removed from the new one too."""
     seconds: float = 0.0
 
     @property
@@ -395,12 +397,12 @@ class MigrationReport:
                 "only_in_old": self.only_in_old, "only_in_new": self.only_in_new,
                 "pipeline_errors": self.pipeline_errors, "overlap_at_10": self.overlaps,
                 "mean_overlap_at_10": self.mean_overlap, "problems": self.problems, "switched": self.switched,
-                "copied_after_switch": self.after_switch, "seconds": round(self.seconds, 3)}
+                "copied_after_switch": self.after_switch, "removed": self.removed, "seconds": round(self.seconds, 3)}
 
 
 # --------------------------------------------------------------------------------------- execution
 
-def _reindex(client: Elasticsearch, request: Request, *, poll: float = 0.2) -> dict[str, Any]:
+def _reindex(client: Elasticsearch, request: Request, *, poll: float = 0.1, max_poll: float = 5.0) -> dict[str, Any]:
     """Start an async ``_reindex``, poll its task until done; the response, failures raised."""
     started = send(client, request, doing="starting _reindex")
     task = str(started.get("task") or "")
@@ -418,6 +420,7 @@ def _reindex(client: Elasticsearch, request: Request, *, poll: float = 0.2) -> d
                 response = state.get("response") or {}
                 break
             time.sleep(poll)
+            poll = min(max_poll, poll * 1.5)
     failures = response.get("failures") or []
     if failures:
         first = failures[0]
@@ -581,6 +584,19 @@ def _overlaps(client: Elasticsearch, settings: Settings, plan: Plan, old_dims: i
     return out
 
 
+def differences(client: Elasticsearch, plan: Plan) -> tuple[list[str], list[str]]:
+    """Ids only in the old indices and only in the new one (equal counts can hide a delete and a write;
+    up to ``MAX_LISTED_IDS`` documents; beyond that only the counts are compared, by :func:`verify`)."""
+    sources = ",".join(plan.sources)
+    for name in (*plan.sources, plan.target):
+        _refresh(client, name)
+    old_count, new_count = _count(client, sources), _count(client, plan.target)
+    if max(old_count, new_count) > MAX_LISTED_IDS:
+        return [], []  # too many to list: verify compares the counts
+    old_ids, new_ids = _ids(client, sources, old_count), _ids(client, plan.target, new_count)
+    return sorted(old_ids - new_ids), sorted(new_ids - old_ids)
+
+
 def verify(client: Elasticsearch, settings: Settings, plan: Plan, report: MigrationReport, *,
            old_dims: int | None, samples: int = SAMPLES) -> None:
     """Counts (and, when they differ, the ids only in one index), pipeline errors, overlap@10; fills
@@ -654,6 +670,17 @@ def run_migration(client: Elasticsearch, settings: Settings, plan: Plan, *, embe
                                                                                 op_type="index"),
                              embedder=embedder, failures_dir=dirs, page_size=page_size)
     step("verify")
+    only_old, only_new = differences(client, plan)
+    if only_old:  # written after the catch-up began: copy them by id
+        report.caught_up += _fill(client, settings, plan, report,
+                                  plan.copy_request({"ids": {"values": only_old}}, op_type="index"),
+                                  embedder=embedder, failures_dir=dirs, page_size=page_size)
+    if only_new:  # deleted from the old index meanwhile: the old index is the truth until the switch
+        send(
+            client, Request("POST", f"{path(plan.target)}/_delete_by_query", params={"refresh": True},
+                            body={"query": {"ids": {"values": only_new}}}),
+            doing=f"removing from {plan.target} the documents deleted from {', '.join(plan.sources)}")
+        report.removed = len(only_new)
     old_dims = (read_props_dims(client, plan.sources[0], settings))
     verify(client, settings, plan, report, old_dims=old_dims, samples=samples)
     if report.problems and not accept:

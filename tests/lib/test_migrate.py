@@ -218,3 +218,32 @@ def test_plan_names_each_change_and_leaves_vectors_in_the_copy_only_when_they_st
     assert plan.reembed_images
     assert plan.copy_request().body["source"]["_source"] == {"excludes": ["image_embedding", "image_model",
                                                                           "image_precision"]}
+
+
+def test_deletes_and_writes_without_ingested_at_during_the_migration_are_reconciled_by_id(env: Any) -> None:
+    int4 = make_settings(env.cluster.url, **{"index.index_options.type": "int4_hnsw"})
+
+    def on_step(step: str) -> None:
+        if step == "catch-up":
+            env.client.delete(index="images", id="doc05", refresh=True)
+            # Another tool's write: no ingested_at, so the time-based catch-up cannot see it.
+            env.client.index(index="images", id="foreign", refresh=True,
+                             document={"image_embedding": [1.0] * 64, "url": "https://example.org/a.jpg"})
+
+    report = _migrate(env, int4, on_step=on_step)
+    assert report.switched and report.removed == 1 and report.problems == []
+    ids = {h["_id"] for h in env.client.search(index="images", size=50)["hits"]["hits"]}
+    assert "doc05" not in ids and "foreign" in ids and len(ids) == N
+
+
+def test_a_document_the_new_mapping_rejects_stops_the_copy_and_leaves_the_alias(env: Any) -> None:
+    from toolkit.errors import RequestFailed
+
+    # A field only the old index maps (added by hand): the new strict template does not know it.
+    env.client.indices.put_mapping(index="images-000001", properties={"legacy": {"type": "keyword"}})
+    env.client.update(index="images", id="doc01", doc={"legacy": "x"}, refresh=True)
+    int4 = make_settings(env.cluster.url, **{"index.index_options.type": "int4_hnsw"})
+    with pytest.raises(RequestFailed, match="doc01") as info:
+        _migrate(env, int4)
+    assert "strict_dynamic_mapping_exception" in info.value.message and "legacy" in info.value.message
+    assert _alias_target(env.client) == ["images-000001"]
