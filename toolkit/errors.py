@@ -237,6 +237,7 @@ def _product(meta: Any) -> str | None:
 # Statuses a proxy or load balancer in front of a real cluster answers itself (no product header):
 # they stay retryable request failures rather than "not Elasticsearch".
 _PROXY_STATUSES = (429, 502, 503, 504)
+_MAX_REASON = 1000
 
 
 def not_elasticsearch(meta: Any, body: Any, *, doing: str = "") -> NotElasticsearch:
@@ -307,23 +308,26 @@ def from_elasticsearch(exc: BaseException, *, doing: str = "") -> ToolkitError:
             return not_elasticsearch(meta, getattr(exc, "body", None), doing=doing)
         if not isinstance(getattr(exc, "body", None), dict):
             reason = _first_line(reason)  # an HTML or text body: its first line, not the whole page
+        # Messages quote at most _MAX_REASON characters (a reason can echo a whole document); the
+        # error keeps the full reason.
+        said = reason if len(reason) <= _MAX_REASON else f"{reason[:_MAX_REASON]}... ({len(reason)} characters)"
         if status == 401:
-            return AuthenticationFailed(f"{prefix}authentication failed: {reason}",
+            return AuthenticationFailed(f"{prefix}authentication failed: {said}",
                                         hint="check ES_API_KEY, or ES_USERNAME and ES_PASSWORD")
         if status == 403 and "license" in reason and "non-compliant" in reason:
-            return LicenseError(f"{prefix}{reason}",
+            return LicenseError(f"{prefix}{said}",
                                 hint="this needs a Platinum/Enterprise license or a trial: "
                                      "POST _license/start_trial?acknowledge=true")
         if status == 403:
-            return AuthorizationFailed(f"{prefix}not allowed: {reason}",
+            return AuthorizationFailed(f"{prefix}not allowed: {said}",
                                        hint="use credentials with the privileges this command needs")
         if status == 404:
             # ES answers a missing pipeline/template with 404 and an empty body ({}).
-            return NotFound(f"{prefix}{reason or 'not found'}", what=err_type)
+            return NotFound(f"{prefix}{said or 'not found'}", what=err_type)
         if status == 400 and err_type == "media_type_header_exception":
-            return UnsupportedVersion(f"{prefix}the cluster rejected the 9.x client ({reason})",
+            return UnsupportedVersion(f"{prefix}the cluster rejected the 9.x client ({said})",
                                       hint="toolkit needs Elasticsearch 9.1 or later")
-        return RequestFailed(f"{prefix}{status} {err_type}: {reason}", status=status,
+        return RequestFailed(f"{prefix}{status} {err_type}: {said}", status=status,
                              error_type=err_type, reason=reason)
     if isinstance(exc, elastic_transport.TransportError):
         return ConnectionFailed(f"{prefix}{type(exc).__name__}: {_first_line(str(exc))}",

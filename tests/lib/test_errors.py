@@ -165,3 +165,11 @@ def test_a_connect_timeout_still_says_cannot_reach() -> None:
     inner = urllib3.exceptions.ConnectTimeoutError(None, "Connection to h timed out. (connect timeout=2)")
     mapped = errors.from_elasticsearch(_timeout(inner))
     assert type(mapped) is errors.ConnectionFailed and "cannot reach" in mapped.message
+
+
+def test_a_huge_reason_is_cut_in_the_message_but_kept_on_the_error() -> None:
+    reason = "failed to parse field [caption] " + "x" * 200_000
+    mapped = errors.from_elasticsearch(_api_error(elasticsearch.ApiError, 400, "mapper_parsing_exception", reason))
+    assert isinstance(mapped, errors.RequestFailed)
+    assert len(mapped.message) < 1200 and "(200032 characters)" in mapped.message
+    assert mapped.reason == reason
