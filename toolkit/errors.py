@@ -240,6 +240,10 @@ _PROXY_STATUSES = (429, 502, 503, 504)
 _MAX_REASON = 1000
 
 
+def _mask_userinfo(url: str) -> str:
+    return re.sub(r"(//[^/@:]*:)[^@/]*@", r"\1********@", url)
+
+
 def not_elasticsearch(meta: Any, body: Any, *, doing: str = "") -> NotElasticsearch:
     """The error for a response that did not come from Elasticsearch, saying what did answer.
 
@@ -269,14 +273,22 @@ def not_elasticsearch(meta: Any, body: Any, *, doing: str = "") -> NotElasticsea
     first = _first_line(" ".join(text.split()) if "\n" not in text.strip() else text, 120)
     prefix = f"{doing}: " if doing else ""
     what = f"HTTP {status}" if status else "a response"
+    location = ""
+    if headers is not None and status and 300 <= status < 400:
+        try:
+            location = _first_line(str(headers.get("location", "") or ""), 200)
+        except AttributeError:
+            location = ""
     what += f", {ctype}" if ctype else ""
+    what += f", redirecting to {_mask_userinfo(location)}" if location else ""
     what += f": {first!r}" if first else ", empty body"
     return NotElasticsearch(
         f"{prefix}the server at {url or 'the URL'} is not Elasticsearch (it answered {what}, without the "
         "'X-Elastic-Product: Elasticsearch' header)", url=url, status=status, content_type=ctype,
         first_line=first,
-        hint="check ES_URL / --es-url: it must point at Elasticsearch's HTTP port (9200 by default), not "
-             "Kibana (5601), a proxy's page or another web server")
+        hint=("the client does not follow redirects: set ES_URL / --es-url to where it points" if location else
+              "check ES_URL / --es-url: it must point at Elasticsearch's HTTP port (9200 by default), not "
+              "Kibana (5601), a proxy's page or another web server"))
 
 
 def from_elasticsearch(exc: BaseException, *, doing: str = "") -> ToolkitError:

@@ -173,3 +173,12 @@ def test_a_huge_reason_is_cut_in_the_message_but_kept_on_the_error() -> None:
     assert isinstance(mapped, errors.RequestFailed)
     assert len(mapped.message) < 1200 and "(200032 characters)" in mapped.message
     assert mapped.reason == reason
+
+
+def test_a_redirect_says_where_it_points() -> None:
+    exc = _response_error(elasticsearch.ApiError, 301, {"content-type": "text/html",
+                                                         "location": "https://u:S3cret@es.example:9243/"}, "")
+    mapped = errors.from_elasticsearch(exc)
+    assert type(mapped) is errors.NotElasticsearch
+    assert "redirecting to https://u:********@es.example:9243/" in mapped.message
+    assert "S3cret" not in mapped.message and "redirects" in (mapped.hint or "")
