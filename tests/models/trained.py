@@ -143,10 +143,11 @@ def write_labeled_folder(folder: Path, *, per_label: int = 2, seed: int = 1) -> 
 
 
 def write_translations(file: Path) -> Path:
-    """The eval ``--labels`` YAML file for these labels (``red-circle: {en: red circle, de: ...}``)."""
+    """The eval ``--labels`` YAML file: ``labels: {red-circle: {en: red circle, ...}}`` and ``templates``."""
     import yaml
 
-    file.write_text(yaml.safe_dump(TRANSLATIONS, allow_unicode=True, sort_keys=True), encoding="utf-8")
+    data = {"labels": TRANSLATIONS, "templates": {lang: list(t) for lang, t in TEMPLATES.items()}}
+    file.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=True), encoding="utf-8")
     return file
 
 
