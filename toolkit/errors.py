@@ -309,9 +309,17 @@ def from_elasticsearch(exc: BaseException, *, doing: str = "") -> ToolkitError:
                                         "(toolkit.yaml / --config), or try again when the cluster is less busy")
     if isinstance(exc, (elastic_transport.ConnectionError, elastic_transport.ConnectionTimeout,
                         elastic_transport.TlsError, elasticsearch.ConnectionError)):
-        return ConnectionFailed(f"{prefix}cannot reach the cluster ({_short_reason(exc)})",
-                                hint="check ES_URL / --es-url, that the cluster is running, and TLS "
-                                     "settings (ES_CA_CERTS, ES_VERIFY_CERTS)")
+        text = " ".join(str(e) for e in _chain(exc))
+        hint = ("check ES_URL / --es-url, that the cluster is running, and TLS settings (ES_CA_CERTS, "
+                "ES_VERIFY_CERTS)")
+        if "WRONG_VERSION_NUMBER" in text or "record layer failure" in text:
+            # An https:// URL on a port that answers plain http.
+            hint = "the server does not speak TLS on that port: use http:// in ES_URL / --es-url"
+        elif "RemoteDisconnected" in text or "Connection reset by peer" in text:
+            # What Elasticsearch with TLS on (the default since 8.0) does to plain http.
+            hint = ("the server closed the connection without answering: if the cluster has TLS on (the "
+                    "default since 8.0), use https:// in ES_URL and point ES_CA_CERTS at its http_ca.crt")
+        return ConnectionFailed(f"{prefix}cannot reach the cluster ({_short_reason(exc)})", hint=hint)
     if isinstance(exc, elasticsearch.ApiError | elastic_transport.ApiError):
         meta = getattr(exc, "meta", None)
         product = _product(meta)

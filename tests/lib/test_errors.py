@@ -182,3 +182,13 @@ def test_a_redirect_says_where_it_points() -> None:
     assert type(mapped) is errors.NotElasticsearch
     assert "redirecting to https://u:********@es.example:9243/" in mapped.message
     assert "S3cret" not in mapped.message and "redirects" in (mapped.hint or "")
+
+
+@pytest.mark.parametrize(("inner", "words"), [
+    (OSError("[SSL: WRONG_VERSION_NUMBER] wrong version number (_ssl.c:1006)"), "use http://"),
+    (ConnectionResetError(104, "Connection reset by peer"), "use https://"),
+])
+def test_scheme_mix_ups_get_the_fix_that_helps(inner: Exception, words: str) -> None:
+    exc = elastic_transport.ConnectionError("Connection error caused by: ...", errors=(inner,))
+    mapped = errors.from_elasticsearch(exc)
+    assert type(mapped) is errors.ConnectionFailed and words in (mapped.hint or "")
