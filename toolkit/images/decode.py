@@ -251,8 +251,10 @@ def _open(source: bytes | Path | str, name: str, max_bytes: int | None) -> tuple
         for attempt in (1, 2):
             try:
                 with warnings.catch_warnings():
-                    # We apply our own pixel limit below; Pillow's warning would only be noise.
+                    # We apply our own pixel limit below; Pillow's warning would only be noise. So is
+                    # its UserWarning on a corrupt EXIF block (the image itself is fine).
                     warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                    warnings.simplefilter("ignore", UserWarning)
                     return Image.open(fp), fh
             except UnidentifiedImageError as exc:
                 known = sniff_format(_head(fp))
@@ -415,14 +417,17 @@ def load_image(
         except (OSError, ValueError, SyntaxError, EOFError) as exc:
             raise ImageError(name, _load_reason(image, exc)) from exc
 
-        try:
-            orientation = image.getexif().get(_EXIF_ORIENTATION, 1)
-        except Exception:  # a broken EXIF block must not lose the image; the reference ignores it too
-            orientation = 1
-        if orientation in (2, 3, 4, 5, 6, 7, 8):
-            # After draft the size changed but the orientation tag did not: transposing the small
-            # image is the same as transposing the big one and then drafting.
-            image = ImageOps.exif_transpose(image)
+        with warnings.catch_warnings():
+            # "Corrupt EXIF data" is Pillow's UserWarning on stderr, once per broken file: noise in a run.
+            warnings.simplefilter("ignore", UserWarning)
+            try:
+                orientation = image.getexif().get(_EXIF_ORIENTATION, 1)
+            except Exception:  # a broken EXIF block must not lose the image; the reference ignores it too
+                orientation = 1
+            if orientation in (2, 3, 4, 5, 6, 7, 8):
+                # After draft the size changed but the orientation tag did not: transposing the small
+                # image is the same as transposing the big one and then drafting.
+                image = ImageOps.exif_transpose(image)
         return to_rgb(image)
     except ImageError:
         raise

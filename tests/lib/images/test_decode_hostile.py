@@ -253,3 +253,15 @@ def test_apng_16bit_and_huge_icc_profile_decode(tmp_path: Path) -> None:
     assert load_image(_bytes(sixteen, "PNG")).mode == "RGB"
     icc = b"\x00" * (2 << 20)  # 2 MiB of junk profile: ignored, as the reference ignores it
     assert load_image(_bytes(Image.new("RGB", (32, 32)), "JPEG", icc_profile=icc)).size == (32, 32)
+
+
+def test_a_corrupt_exif_block_decodes_without_a_warning_on_stderr() -> None:
+    import struct
+    import warnings
+
+    jpeg = _bytes(Image.new("RGB", (40, 30), (10, 20, 30)), "JPEG")
+    body = b"Exif\x00\x00MM\x00*\x00\x00\x00\x08\xff\xff" + b"\x00" * 10  # 65535 entries claimed, 10 bytes
+    broken = jpeg[:2] + b"\xff\xe1" + struct.pack(">H", 2 + len(body)) + body + jpeg[2:]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # Pillow's "Corrupt EXIF data" UserWarning was printed mid-run
+        assert load_image(broken).size == (40, 30)

@@ -1,0 +1,44 @@
+"""Local files in ingest's fetch stage: only regular files are read (a FIFO or /dev/zero never hangs)."""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from toolkit.ingest.fetch import FetchError, fetch
+
+
+def _finishes(fn: Any, *args: Any) -> Any:
+    result: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            result["value"] = fn(*args)
+        except BaseException as exc:  # noqa: BLE001 - handed to the test
+            result["error"] = exc
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    thread.join(60)
+    assert not thread.is_alive(), f"{fn} blocked"
+    if "error" in result:
+        raise result["error"]
+    return result["value"]
+
+
+@pytest.mark.parametrize("make", ["fifo", "dev_zero"])
+def test_a_manifest_row_naming_a_fifo_or_a_device_fails_at_read(tmp_path: Path, make: str) -> None:
+    # A manifest row (or --retry-failures record) pointing at a FIFO hung the run forever; one
+    # pointing at a link to /dev/zero read forever.
+    path = tmp_path / "x.jpg"
+    if make == "fifo":
+        os.mkfifo(path)
+    else:
+        path.symlink_to("/dev/zero")
+    with pytest.raises(FetchError) as info:
+        _finishes(fetch, str(path))
+    assert info.value.stage == "read" and "not a regular file" in info.value.reason
