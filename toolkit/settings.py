@@ -661,6 +661,13 @@ def _config_error(exc: PydanticValidationError, origins: dict[str, str], file_li
     key = ".".join(str(p) for p in first["loc"])
     origin = origins.get(key, "")
     if first["type"] == "extra_forbidden":
+        last = str(first["loc"][-1])
+        if "." in last:
+            # "index.alias: x" at the top: the dotted names of `config show` are not YAML keys.
+            nested = "\n".join(f"{'  ' * i}{part}:" for i, part in enumerate(last.split("."))) + " ..."
+            return ConfigError(f"key '{key}' is written with dots; in YAML each part is its own level",
+                               key=key, file=file_name, line=file_lines.get(key),
+                               hint=f"write it nested, like {nested!r}")
         section = key.rsplit(".", 1)[0] if "." in key else ""
         known = _known_keys(section)
         msg = f"unknown key '{key}'" + (f" (known keys here: {', '.join(known)})" if known else "")

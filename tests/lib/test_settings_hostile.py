@@ -234,3 +234,10 @@ def test_durations_too_long_for_the_os_timer_are_refused(key: str, value: float)
 def test_toolkit_config_with_a_trailing_newline_finds_the_file(tmp_path: Path) -> None:
     (tmp_path / "my.yaml").write_text("index:\n  alias: photos\n")
     assert load({"TOOLKIT_CONFIG": f"{tmp_path / 'my.yaml'}\n"}).index.alias == "photos"
+
+
+def test_a_dotted_key_at_the_top_says_to_nest_it(tmp_path: Path) -> None:
+    (tmp_path / "toolkit.yaml").write_text("index.index_options.m: 8\n")
+    exc = error(tmp=tmp_path)
+    assert "'index.index_options.m' is written with dots" in exc.message and exc.line == 1
+    assert "index:\\n  index_options:\\n    m: ..." in (exc.hint or "")
