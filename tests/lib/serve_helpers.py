@@ -76,22 +76,20 @@ def _image_server(downloads: list[str]) -> http_server.ThreadingHTTPServer:
 
 @functools.cache
 def serve_env() -> Env:
-    """Built once per test session (about 10 s: the tiny text model is traced and deployed)."""
-    from tests.escluster.testing import start_cluster
-    from tests.lib.test_smoke import smoke_config
+    """Built once per test session (the tiny text model is traced and deployed: the longest part)."""
+    from tests.lib.test_smoke import shared_env, smoke_config
     from tests.models import tiny_clip_model
-    from toolkit import datasets, provision
+    from toolkit import datasets
     from toolkit.images.embedder import ClipImageEmbedder
     from toolkit.ingest import ingest
-    from toolkit.textmodel import deploy
 
-    es = start_cluster(license="trial", password=PASSWORD)
-    atexit.register(es.stop)
+    # The cluster, model and setup of the smoke tests (built once per session, shared with them); the
+    # client here also sends a password (the test cluster has no auth, so it only has to stay hidden).
+    shared = shared_env()
+    es = shared.handle
     settings = load_settings(environ={}, overrides={**smoke_config(es.url), "elasticsearch.username": "elastic",
                                                     "elasticsearch.password": PASSWORD})
     client = make_client(settings)
-    deploy(client, settings, skip_parity=True)
-    provision.setup(client, settings)
     embedder = ClipImageEmbedder(str(tiny_clip_model()), device="cpu", batch_size=8)
     report = ingest(client, settings, source=datasets.sample_source(), embedder=embedder)
     assert report.indexed == 7, report.as_json()
