@@ -13,7 +13,6 @@ import threading
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from toolkit.cluster import make_client
@@ -109,7 +108,8 @@ def serve_env() -> Env:
     }
     for doc_id, doc in extra.items():
         send(client, Request("PUT", f"{settings.index.alias}/_doc/{doc_id}",
-                             body={**doc, f.relation_id: "r-web", f.image_vector: vec}, params={"refresh": "true", "pipeline": "_none"}))
+                             body={**doc, f.relation_id: "r-web", f.image_vector: vec},
+                             params={"refresh": "true", "pipeline": "_none"}))
     return Env(es=es, settings=settings, image_server=images, embedder=embedder, downloads=downloads)
 
 
