@@ -230,6 +230,11 @@ class IndexSettings(_Section):
         if not v or v != v.lower() or v[0] in "_-+" or any(c in v for c in ' "*\\<|,>/?#:'):
             raise ValueError("index names are lowercase, do not start with _, - or +, and have no "
                              'spaces or any of \\ / * ? " < > | , # :')
+        if v in (".", "..") or _CONTROL_RE.search(v):
+            raise ValueError("an index name cannot be '.' or '..' or hold control characters")
+        # MetadataCreateIndexService.MAX_INDEX_NAME_BYTES (255), for the first index <alias>-000001.
+        if len(v.encode("utf-8")) + len("-000001") > 255:
+            raise ValueError("the alias is too long: <alias>-000001 must fit in 255 bytes (UTF-8)")
         return v
 
     @property

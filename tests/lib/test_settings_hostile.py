@@ -241,3 +241,11 @@ def test_a_dotted_key_at_the_top_says_to_nest_it(tmp_path: Path) -> None:
     exc = error(tmp=tmp_path)
     assert "'index.index_options.m' is written with dots" in exc.message and exc.line == 1
     assert "index:\\n  index_options:\\n    m: ..." in (exc.hint or "")
+
+
+@pytest.mark.parametrize("alias,words", [("a" * 249, "too long"), ("é" * 125, "too long"), ("..", "'.'"),
+                                         ("a\x00b", "control")])
+def test_alias_names_elasticsearch_would_refuse_are_refused_here(alias: str, words: str) -> None:
+    exc = error(overrides={"index.alias": alias})
+    assert "index.alias" in exc.message and words in exc.message
+    assert load(overrides={"index.alias": "a" * 248}).index.first_index == "a" * 248 + "-000001"
