@@ -256,10 +256,18 @@ def test_a_line_longer_than_the_limit_fails_alone(tmp_path: Path, monkeypatch) -
     ("id\tpath\tcaption\r\n1\ta.jpg\tcafé\r\n".encode("utf-16"), "excel-unicode.txt.tsv"),
     (codecs.BOM_UTF16_BE + "id,path,caption\n1,a.jpg,café\n".encode("utf-16-be"), "be.csv"),
     ("id,path,caption\r1,a.jpg,café\r".encode(), "old-mac.csv"),
+    ("id,path,caption\n1,a.jpg,café\n".encode("utf-16-le"), "no-bom-le.csv"),
+    ("id,path,caption\n1,a.jpg,café\n".encode("utf-16-be"), "no-bom-be.csv"),
 ])
 def test_bom_crlf_utf16_and_old_mac_line_ends(tmp_path: Path, encoded: bytes, name: str) -> None:
     (item,) = _manifest(tmp_path, encoded, name)
     assert (item.id, Path(item.location).name, item.caption, item.error) == ("1", "a.jpg", "café", None)
+
+
+def test_column_names_in_messages_print_safely(tmp_path: Path) -> None:
+    with pytest.raises(ValidationError) as info:
+        _manifest(tmp_path, b"id,\x1b[2Jimage\n1,a.jpg\n")
+    assert "columns: id, \\x1b[2Jimage" in info.value.message and "\x1b" not in info.value.message
 
 
 def test_empty_and_header_only_manifests(tmp_path: Path) -> None:

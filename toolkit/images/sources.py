@@ -479,6 +479,13 @@ class TextLines:
             if head.startswith(bom):
                 encoding, skip = name, len(bom)
                 break
+        else:
+            # UTF-16 without a BOM: every other byte of ASCII text is NUL.
+            pairs = head[:64]
+            if len(pairs) >= 4 and pairs[1::2].count(0) == len(pairs) // 2 and 0 not in pairs[0::2]:
+                encoding = "utf-16-le"
+            elif len(pairs) >= 4 and pairs[0::2].count(0) == (len(pairs) + 1) // 2 and 0 not in pairs[1::2]:
+                encoding = "utf-16-be"
         self.encoding = encoding.upper().replace("-LE", "").replace("-BE", "")
         decoder = codecs.getincrementaldecoder(encoding)("toolkit.mark")
         text = decoder.decode(head[skip:], final=not head)
@@ -518,6 +525,11 @@ def _not_text(path: Path, what: str, problem: str, encoding: str, *, hint: str) 
 _MANIFEST_UTF8_HINT = "save the manifest as UTF-8 text (e.g. export as 'CSV UTF-8')"
 
 
+def _columns(header: list[str]) -> str:
+    shown = ", ".join(printable(name) for name in header[:50])
+    return shown + (f", ... ({len(header)} in all)" if len(header) > 50 else "")
+
+
 class ManifestSource(Source):
     """Rows of a CSV/TSV file with a header. ``id,path,label`` works with no column flags.
 
@@ -546,20 +558,21 @@ class ManifestSource(Source):
             if given is not None:
                 if given.strip().lower() not in lower:
                     raise ValidationError(
-                        f"{self.path}: no column '{given}' (columns: {', '.join(header)})",
+                        f"{printable(str(self.path))}: no column '{given}' (columns: {_columns(header)})",
                         hint=f"fix {_FLAGS[name]}")
                 out[name] = lower[given.strip().lower()]
             else:
                 out[name] = next((lower[d] for d in defaults if d in lower), None)
         if out["path"] is None and out["url"] is None:
             raise ValidationError(
-                f"{self.path}: no path or URL column (columns: {', '.join(header)})",
+                f"{printable(str(self.path))}: no path or URL column (columns: {_columns(header)})",
                 hint="name the image column with --path-column or --url-column")
         if self.columns.metadata is not None:
             for name in self.columns.metadata:
                 if name.strip().lower() not in lower:
-                    raise ValidationError(f"{self.path}: no column '{name}' (columns: {', '.join(header)})",
-                                          hint="fix --metadata-columns")
+                    raise ValidationError(
+                        f"{printable(str(self.path))}: no column '{name}' (columns: {_columns(header)})",
+                        hint="fix --metadata-columns")
         return out
 
     def _failed(self, line: int, why: str) -> SourceItem:
