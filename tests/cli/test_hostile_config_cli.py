@@ -304,3 +304,17 @@ def test_a_closed_stdout_pipe_stops_quietly(monkeypatch) -> None:
     result = run("config", "show")
     assert result.exit_code == 141
     assert "Traceback" not in result.output and "bug" not in result.output
+
+
+def test_rich_markup_in_a_query_is_shown_as_typed_on_stderr() -> None:
+    """--show-request with --json prints the request on stderr: "[/]" in the query crashed rich."""
+    result = run("search", "a [/] dog [bold]x", "--dry-run", "--show-request", "--json")
+    assert result.exit_code == 0, result.output
+    assert '"model_text": "a [/] dog [bold]x"' in result.stderr
+
+
+def test_info_survives_unescaped_markup(capsys) -> None:
+    from toolkit.cli.output import info
+
+    info("plot written to /tmp/[/]odd.png")
+    assert "/tmp/[/]odd.png" in capsys.readouterr().err

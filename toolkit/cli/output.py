@@ -22,6 +22,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from rich.console import Console, ConsoleOptions, RenderableType
+from rich.errors import MarkupError
 from rich.markup import escape
 from rich.segment import Segment
 
@@ -110,7 +111,13 @@ def print_json(data: Any) -> None:
 
 
 def info(message: str) -> None:
-    err.print(scrub(message), markup=True)
+    """A message on stderr, in rich markup (callers escape data with ``rich.markup.escape``)."""
+    text = scrub(message)
+    try:
+        err.print(text, markup=True)
+    except MarkupError:
+        # Data that was not escaped and holds a stray "[/]": print it as it is rather than fail.
+        err.print(text, markup=False)
 
 
 def print_error(exc: ToolkitError) -> None:

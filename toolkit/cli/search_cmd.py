@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 
 from toolkit.cli import ConfigOpt, EsUrlOpt, JsonOpt, app, settings_from
 from toolkit.cli.output import info, print_json, print_text
@@ -93,7 +94,7 @@ def search_command(
             return
         text_out = f"# {step.comment}\n{render(step.request)}\n"
         if as_json:
-            info(text_out)  # stdout stays one JSON document
+            info(escape(text_out))  # stdout stays one JSON document; the query is data, not markup
         else:
             print_text(text_out)
 
