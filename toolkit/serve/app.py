@@ -636,6 +636,7 @@ def serve(settings: Settings, *, host: str = "127.0.0.1", port: int = 8080, toke
 
     check_bind(host, token)
     app = create_app(settings, token=token, index=index, allowed_hosts=frozenset({host.strip("[]").lower()}))
+    server = make_server(app, host=host, port=port)
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -646,7 +647,6 @@ def serve(settings: Settings, *, host: str = "127.0.0.1", port: int = 8080, toke
         raise ValidationError(f"cannot listen on {host}:{port}: {exc.strerror or exc}",
                               hint="pick another --port (or stop what uses it)") from exc
     sock.listen(128)
-    server = make_server(app, host=host, port=port)
     if on_ready:
         shown = f"[{host}]" if ":" in host else host
         on_ready(f"http://{shown}:{sock.getsockname()[1]}/")
