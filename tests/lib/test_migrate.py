@@ -247,3 +247,24 @@ def test_a_document_the_new_mapping_rejects_stops_the_copy_and_leaves_the_alias(
         _migrate(env, int4)
     assert "strict_dynamic_mapping_exception" in info.value.message and "legacy" in info.value.message
     assert _alias_target(env.client) == ["images-000001"]
+
+
+def test_an_interrupted_or_failed_switch_leaves_the_alias_and_the_next_run_resumes(env: Any) -> None:
+    from toolkit.errors import ClusterError
+
+    int4 = make_settings(env.cluster.url, **{"index.index_options.type": "int4_hnsw"})
+
+    def stop(step: str) -> None:
+        if step == "verify":
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        _migrate(env, int4, on_step=stop)
+    assert _alias_target(env.client) == ["images-000001"]
+    env.cluster.faults.add({"fail_requests": 1, "status": 500, "path_prefix": "/_aliases"})
+    with pytest.raises(ClusterError):
+        _migrate(env, int4)
+    assert _alias_target(env.client) == ["images-000001"]
+    report = _migrate(env, int4)
+    assert report.plan.resume and report.plan.target == "images-000002" and report.switched
+    assert _alias_target(env.client) == ["images-000002"] and report.new_count == N
