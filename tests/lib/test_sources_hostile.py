@@ -264,6 +264,12 @@ def test_bom_crlf_utf16_and_old_mac_line_ends(tmp_path: Path, encoded: bytes, na
     assert (item.id, Path(item.location).name, item.caption, item.error) == ("1", "a.jpg", "café", None)
 
 
+def test_a_manifest_without_line_breaks_is_refused_in_bounded_memory(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(sources, "MAX_LINE_CHARS", 1000)
+    with pytest.raises(ValidationError, match="header row is too long"):
+        _manifest(tmp_path, b"id,path," + b"x" * 100_000)
+
+
 def test_column_names_in_messages_print_safely(tmp_path: Path) -> None:
     with pytest.raises(ValidationError) as info:
         _manifest(tmp_path, b"id,\x1b[2Jimage\n1,a.jpg\n")

@@ -598,6 +598,9 @@ class ManifestSource(Source):
             raise ValidationError(f"manifest {printable(str(self.path))}: cannot read the header row ({exc})",
                                   hint="the first row names the columns, e.g. id,path,label") from exc
         problem = lines.take(1, reader.line_num)
+        if problem and "not valid" not in problem:
+            raise ValidationError(f"manifest {printable(str(self.path))}: the header row is too long ({problem})",
+                                  hint="the first row names the columns, e.g. id,path,label")
         if problem:
             raise _not_text(self.path, "manifest", problem, lines.encoding, hint=_MANIFEST_UTF8_HINT)
         if not header:
