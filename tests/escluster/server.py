@@ -817,6 +817,9 @@ class ESServer(ThreadingHTTPServer):
 
 class _RequestHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # Headers and body go out in separate writes on a kept-alive connection: with Nagle's algorithm the
+    # body waits for the client's delayed ACK (~40 ms per request). Elasticsearch (Netty) sets TCP_NODELAY.
+    disable_nagle_algorithm = True
     server: ESServer
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - BaseHTTPRequestHandler's name
