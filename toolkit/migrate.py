@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING, Any
 
 from toolkit import assets as asset_mod
 from toolkit.devtools import Request, path, render, send
-from toolkit.errors import CheckFailed, ClusterError, NotFound, RequestFailed, ValidationError
+from toolkit.errors import CheckFailed, ClusterError, DimsMismatch, NotFound, RequestFailed, ValidationError
 from toolkit.settings import Settings
 
 if TYPE_CHECKING:
@@ -287,9 +287,10 @@ def make_plan(current: Current, settings: Settings, *, image_model: str | None =
         changes.append(f"text model: {current.text_model} -> {new_text} (pipeline {settings.index.pipeline})")
     elif current.default_pipeline and current.default_pipeline != settings.index.pipeline:
         changes.append(f"default_pipeline: {current.default_pipeline} -> {settings.index.pipeline}")
-    # The pipeline is installed only for a new text model: otherwise the live one stays as it is.
+    # The pipeline is installed only when the new index names another one: the live one stays as it is.
+    new_pipeline = recaption or settings.index.pipeline != current.default_pipeline
     install = tuple(a for a in assets if a.kind in ("component_template", "index_template")
-                    or (a.kind == "pipeline" and recaption))
+                    or (a.kind == "pipeline" and new_pipeline))
     target = next((name for name, props in sorted(current.target_properties.items(), reverse=True)
                    if (number_of(name, current.alias) or 0) > max(number_of(i, current.alias) or 0
                                                                   for i in current.indices)
@@ -652,6 +653,14 @@ def run_migration(client: Elasticsearch, settings: Settings, plan: Plan, *, embe
     """
     started = time.monotonic()
     step = on_step or (lambda name: None)
+    if plan.reembed_images and embedder is None:
+        from toolkit.ingest import load_embedder
+
+        embedder = load_embedder(settings)  # once, before anything changes: a model that cannot load stops here
+    if plan.reembed_images and embedder is not None and int(embedder.dims) != settings.index.image_dims:
+        raise DimsMismatch(f"image model '{plan.image_model}' outputs {embedder.dims} dims but the new index would "
+                           f"map {settings.fields.image_vector} with {settings.index.image_dims}",
+                           hint=f"pass --image-dims {embedder.dims} (index.image_dims)")
     report = MigrationReport(plan=plan)
     dirs = failures_dir or Path.cwd()
     step("install")

@@ -268,3 +268,22 @@ def test_an_interrupted_or_failed_switch_leaves_the_alias_and_the_next_run_resum
     report = _migrate(env, int4)
     assert report.plan.resume and report.plan.target == "images-000002" and report.switched
     assert _alias_target(env.client) == ["images-000002"] and report.new_count == N
+
+
+def test_a_new_image_model_with_other_dims_than_the_settings_is_refused_before_any_change(env: Any) -> None:
+    from toolkit.errors import DimsMismatch
+
+    wrong = make_settings(env.cluster.url)  # still 64 dims, but the new model gives 32
+    with pytest.raises(DimsMismatch, match="outputs 32 dims") as info:
+        _migrate(env, wrong, image_model="fake-clip-v2", embedder=SmallerEmbedder())
+    assert "--image-dims 32" in (info.value.hint or "")
+    assert not env.client.indices.exists(index="images-000002")
+
+
+def test_a_renamed_pipeline_is_installed_with_the_new_index(env: Any) -> None:
+    renamed = make_settings(env.cluster.url, **{"index.pipeline": "captions-v2"})
+    plan = migrate.make_plan(migrate.read_current(env.client, renamed), renamed, image_model="fake-clip")
+    assert "default_pipeline: toolkit-caption-embedding -> captions-v2" in plan.changes
+    assert [a.name for a in plan.assets if a.kind == "pipeline"] == ["captions-v2"]
+    same = migrate.make_plan(migrate.read_current(env.client, env.settings), env.settings, image_model="fake-clip")
+    assert [a for a in same.assets if a.kind == "pipeline"] == []  # the live pipeline is left as it is
