@@ -16,15 +16,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from toolkit.cluster import make_client
-from toolkit.devtools import Request, send
+from toolkit.devtools import Request, path, send
 from toolkit.settings import Settings, load_settings
 
 PASSWORD = "s3cret-Serve-Passw0rd"
 #: Extra documents: id -> where its image is said to be (URL ids get the local image server's address).
-URL_DOC = "from-url"
+URL_DOC = "web/pic #1?x=y&z"   # an id with the characters URLs reserve
 MISSING_DOC = "missing-file"
 PASSWD_DOC = "etc-passwd"
 DEVICE_DOC = "dev-zero"
+#: A caption that would run script if the page put it in as HTML.
+XSS_CAPTION = 'gone <img src=x onerror="window.pwned=1"><script>window.pwned=2</script>'
 
 
 @dataclass
@@ -102,12 +104,12 @@ def serve_env() -> Env:
     extra = {
         URL_DOC: {f.url: f"http://127.0.0.1:{images.server_address[1]}/pic.png", f.caption: "a blue picture",
                   f.label: "web"},
-        MISSING_DOC: {f.path: "/nonexistent/nowhere.jpg", f.caption: "gone", f.label: "web"},
+        MISSING_DOC: {f.path: "/nonexistent/nowhere.jpg", f.caption: XSS_CAPTION, f.label: "web"},
         PASSWD_DOC: {f.path: "../../../../../../etc/passwd", f.caption: "not an image", f.label: "web"},
         DEVICE_DOC: {f.path: "/dev/zero", f.caption: "a device", f.label: "web"},
     }
     for doc_id, doc in extra.items():
-        send(client, Request("PUT", f"{settings.index.alias}/_doc/{doc_id}",
+        send(client, Request("PUT", path(settings.index.alias, "_doc", doc_id),
                              body={**doc, f.relation_id: "r-web", f.image_vector: vec},
                              params={"refresh": "true", "pipeline": "_none"}))
     return Env(es=es, settings=settings, image_server=images, embedder=embedder, downloads=downloads)

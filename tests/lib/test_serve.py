@@ -219,7 +219,8 @@ def test_thumbnails_are_resized_jpegs_of_indexed_images(env, site):
     assert reply.status == 200 and reply.headers["content-type"] == "image/jpeg"
     assert Image.open(io.BytesIO(reply.body)).size == (256, 170)       # cat.jpg is 451x300
     before = env.downloads.count("/pic.png")
-    first, second = get(site, "/thumb/" + URL_DOC), get(site, "/thumb/" + URL_DOC)
+    url_thumb = "/thumb/" + quote(URL_DOC, safe="")
+    first, second = get(site, url_thumb), get(site, url_thumb)
     assert first.headers["content-type"] == second.headers["content-type"] == "image/jpeg"
     assert env.downloads.count("/pic.png") - before <= 1               # cached: downloaded once at most
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.lib.serve_helpers import PASSWORD, png, serve_env, start_app
+from tests.lib.serve_helpers import MISSING_DOC, PASSWORD, URL_DOC, XSS_CAPTION, png, serve_env, start_app
 
 CHROMIUM = Path("/usr/bin/chromium")
 LAUNCH_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
@@ -84,6 +84,10 @@ def test_text_queries_in_two_languages_show_thumbnails(page):
     # A real thumbnail (JPEG of an indexed photo), not only placeholders.
     widths = page.eval_on_selector_all("figure.hit img", "imgs => imgs.map(i => i.naturalWidth)")
     assert 256 in widths
+    # Captions and ids are data: shown as text, never run as HTML; odd ids still find their thumbnail.
+    assert page.locator(f"figure.hit[data-id='{MISSING_DOC}'] .caption").text_content() == XSS_CAPTION
+    assert page.evaluate("window.pwned") is None
+    assert page.eval_on_selector(f"figure.hit[data-id='{URL_DOC}'] img", "i => i.naturalWidth") == 96
     hits = search_text(page, "eine Katze auf dem Sofa")
     assert '"model_text": "eine Katze auf dem Sofa"' in page.text_content("#request")
     assert hits.count() == 11

@@ -71,11 +71,11 @@ def env() -> TrainedEnv:
     return trained_env()
 
 
-def recall_at_1(client, settings: Settings, language: str) -> float:
-    """Share of the language's prompts (every template x label) whose first hit has the prompt's label."""
+def recall_at_1(client, settings: Settings, language: str, templates: int = 3) -> float:
+    """Share of the language's prompts (``templates`` templates x label) whose first hit has the prompt's label."""
     found = total = 0
     for label in labels():
-        for template in TEMPLATES[language]:
+        for template in TEMPLATES[language][:templates]:
             prompt = template.format(label=translation(label, language))
             hits = run(client, text_query(prompt, settings, SearchOptions(k=1))).hits
             total += 1
@@ -96,4 +96,4 @@ def test_a_trace_without_the_dense_layer_no_longer_shares_the_image_space(env, t
     settings = load_settings(environ={}, overrides=trained_config(env.url, model_id="trained-no-dense",
                                                                   text_dir=broken))
     deploy(env.client, settings, skip_parity=True)
-    assert max(recall_at_1(env.client, settings, lang) for lang in LANGUAGES) < 0.5
+    assert max(recall_at_1(env.client, settings, lang, templates=1) for lang in LANGUAGES) < 0.5

@@ -177,3 +177,26 @@ class _Null:
 
     def __exit__(self, *exc: object) -> None:
         return None
+
+
+def test_int8_on_a_gpu_is_refused_before_the_model_loads(tiny_clip_dir: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(emb, "_resolve_device", lambda device: "cuda")
+    monkeypatch.setattr(emb, "_load_sentence_transformer", lambda *a: pytest.fail("model loaded"))
+    with pytest.raises(ModelError, match="int8 runs on the CPU only") as refused:
+        ClipImageEmbedder(str(tiny_clip_dir), device="cuda", precision="int8")
+    assert "--device cpu" in (refused.value.hint or "")
+
+
+@pytest.mark.parametrize(("key", "value"), [
+    ("image_model.precision", "fp8"),
+    ("image_model.min_cosine.int8", 1.5),
+    ("image_model.min_cosine.bf16", "nan"),
+])
+def test_bad_precision_settings_are_config_errors(key: str, value: Any) -> None:
+    from toolkit.errors import ConfigError
+    from toolkit.settings import load_settings
+
+    with pytest.raises(ConfigError) as bad:
+        load_settings(overrides={key: value}, environ={}, cwd=Path("/nonexistent-toolkit-test-dir"))
+    assert key.split(".")[-1] in bad.value.message
