@@ -311,12 +311,19 @@ def test_retrying_a_failed_folder_walks_it_again_and_a_bad_row_fails_again(tmp_p
         {"location": "", "stage": "source", "reason": "manifest m.csv line 7: byte 0xE9", "position": "m.csv:7"},
         {"location": str(tmp_path / "a.jpg"), "stage": "decode", "reason": "truncated", "position": "a.jpg"},
     ]
+    os.mkfifo(tmp_path / "still-a-fifo.jpg")
+    (tmp_path / "was-a-fifo.jpg").write_bytes(b"x")
+    for name in ("still-a-fifo.jpg", "was-a-fifo.jpg"):
+        records.append({"location": str(tmp_path / name), "stage": "source", "position": name,
+                        "reason": "not a regular file but a FIFO (named pipe)"})
     file = tmp_path / "f.jsonl"
     file.write_text("".join(json.dumps(r) + "\n" for r in records) + "{broken\n")
     items = list(FailuresSource(file))
     assert [(i.position, i.location) for i in items] == [
         ("sub/x.jpg", str(tmp_path / "sub" / "x.jpg")), ("m.csv:7", ""), ("a.jpg", str(tmp_path / "a.jpg")),
-        ("f.jsonl:4", "")]
-    assert items[0].error is None and items[2].error is None
+        ("still-a-fifo.jpg", str(tmp_path / "still-a-fifo.jpg")),
+        ("was-a-fifo.jpg", str(tmp_path / "was-a-fifo.jpg")), ("f.jsonl:6", "")]
+    assert [i.error is None for i in items] == [True, False, True, False, True, False]
     assert items[1].error == "manifest m.csv line 7: byte 0xE9"
-    assert "f.jsonl line 4: not a failures record" in items[3].error
+    assert items[3].error == "not a regular file but a FIFO (named pipe)"  # the reason, not "file not found"
+    assert "f.jsonl line 6: not a failures record" in items[5].error

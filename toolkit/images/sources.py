@@ -904,15 +904,16 @@ class FailuresSource(Source):
         position = printable(str(record.get("position") or where))
         if record.get("stage") == "source":
             # The source could not give these: a folder that could not be listed is walked again (its
-            # permissions fixed since); a manifest row is fixed in the manifest, so it fails again.
-            folder = Path(location)
-            if location and not folder.is_absolute():
-                folder = self.path.absolute().parent / folder
-            if location and folder.is_dir():
-                yield from DirectorySource(folder, prefix=position.rstrip("/"))
+            # permissions fixed since), a file that is a regular file now is read; anything else (a
+            # manifest row, fixed in the manifest; a FIFO, a bad name) fails again with its reason.
+            target = Path(location)
+            if location and not target.is_absolute():
+                target = self.path.absolute().parent / target
+            if location and target.is_dir():
+                yield from DirectorySource(target, prefix=position.rstrip("/"))
                 return
-            if not location:
-                yield SourceItem(location="", position=position,
+            if not location or not target.is_file():
+                yield SourceItem(location=location, position=position,
                                  error=str(record.get("reason") or "the source could not read this item"))
                 return
         metadata = record.get("metadata") or {}
