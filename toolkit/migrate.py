@@ -620,13 +620,16 @@ def verify(client: Elasticsearch, settings: Settings, plan: Plan, report: Migrat
     if new_errors > old_errors:
         report.problems.append(f"{new_errors - old_errors} document(s) in {plan.target} carry a pipeline error "
                                f"(ingest_error.message): the new pipeline failed on them")
-    if report.reembed_failed:
-        report.problems.append(f"{report.reembed_failed} document(s) could not be re-embedded (listed in "
+    no_vector = {"bool": {"must_not": [{"exists": {"field": settings.fields.image_vector}}]}}
+    lacking = _count(client, plan.target, no_vector) - _count(client, sources, no_vector)
+    if plan.reembed_images:
+        # Documents, not attempts: a document retried by the catch-up counts once.
+        report.reembed_failed = max(0, lacking)
+    if lacking > 0 and plan.reembed_images:
+        report.problems.append(f"{lacking} document(s) could not be re-embedded (listed in "
                                f"{', '.join(report.failures_files)}): they have no image vector in {plan.target}")
-    missing = _count(client, plan.target, {"bool": {"must_not": [{"exists": {"field": settings.fields.image_vector}}]}})
-    old_missing = _count(client, sources, {"bool": {"must_not": [{"exists": {"field": settings.fields.image_vector}}]}})
-    if missing > old_missing and not report.reembed_failed:
-        report.problems.append(f"{missing - old_missing} document(s) in {plan.target} lack the image vector")
+    elif lacking > 0:
+        report.problems.append(f"{lacking} document(s) in {plan.target} lack the image vector")
     report.overlaps = _overlaps(client, settings, plan, old_dims, samples)
     if not plan.reembed_images:
         # Same vectors in both: each sample must find itself among its neighbours in the new index.

@@ -85,3 +85,26 @@ def test_no_alias_names_setup(escluster: Any) -> None:
     result = runner.invoke(app, ["migrate", "--es-url", escluster.url, "--dry-run"])
     assert result.exit_code == 17, result.output
     assert "alias 'images' does not exist" in result.output and "toolkit setup" in result.output
+
+
+class OtherModel(CountingEmbedder):
+    model_name = "fake-clip-b"
+
+
+def test_an_image_that_cannot_be_read_again_exits_30_and_keeps_the_alias(escluster: Any, tmp_path: Path,
+                                                                        monkeypatch: Any) -> None:
+    # The configured model is loaded by toolkit.ingest.load_embedder: a fake one here (a real model
+    # load costs half a minute on these machines; the library tests cover the engine with fakes too).
+    import toolkit.ingest
+
+    monkeypatch.setattr(toolkit.ingest, "load_embedder", lambda settings: OtherModel())
+    _setup(escluster.url, tmp_path, n=3)
+    (tmp_path / "imgs" / "img001.jpg").unlink()
+    result = runner.invoke(app, ["migrate", "--es-url", escluster.url, "--image-model", "fake-clip-b",
+                                 "--image-dims", str(DIMS), "--failures-dir", str(tmp_path), "--json"])
+    assert result.exit_code == 30, result.output
+    report = json.loads(result.output[:result.output.rindex("}") + 1])
+    assert report["reembed_failed"] == 1 and report["switched"] is False and report["reembedded"] >= 2
+    assert "could not be re-embedded" in result.output and "still points at images-000001" in result.output
+    assert _alias(escluster.url) == ["images-000001"]
+    assert report["failures_files"] and all(Path(f).parent == tmp_path for f in report["failures_files"])
