@@ -18,7 +18,8 @@ weights, ``tests.models.image.full_size_vit_b32``: same compute as ``clip-ViT-B-
 - agreement with the fp32 run, from the vectors the cluster stored: the min cosine over all images and
   the top-10 agreement (for each image, the share of its 10 nearest neighbours among the benchmark's
   images that fp32 finds too, averaged);
-- bytes per document of the bulk ``_source`` with the vector as JSON numbers vs base64.
+- bytes per document of the bulk ``_source`` with the vector as JSON numbers vs base64;
+- model only: each precision on one batch of tensors, interleaved, best of 3 (steadier under load).
 
 Ratios are against the fp32 run of the same invocation; the CPU flags that matter are printed first.
 Random weights quantize more gently than trained CLIP weights: the guard is what keeps real runs honest.
@@ -117,6 +118,32 @@ def bytes_per_doc(vectors: dict[str, Any]) -> dict[str, float]:
     return {encoding: round(sum(s) / len(s), 1) for encoding, s in sizes.items()}
 
 
+def model_only(model_dir: Path, device: str, batch_size: int, precisions: list[str],
+               repeat: int = 3) -> dict[str, Any]:
+    """Images/s of the model alone on one random batch per precision, interleaved, best of ``repeat``
+    (steadier than the end-to-end runs when other work shares the machine)."""
+    import time
+
+    import torch
+
+    from toolkit.images.embedder import ClipImageEmbedder
+
+    embedder = ClipImageEmbedder(str(model_dir), device=device, precision="fp32", batch_size=batch_size)
+    batch = torch.randn(batch_size, 3, 224, 224, generator=torch.Generator().manual_seed(0))
+    if device != "cpu":
+        batch = batch.to(device)
+    best = {p: float("inf") for p in ["fp32", *precisions]}
+    for p in best:
+        embedder._run(batch[:2], p)  # warm-up (int8: quantization, weight packing)
+    for _ in range(repeat):
+        for p in best:
+            start = time.perf_counter()
+            embedder._run(batch, p)
+            best[p] = min(best[p], time.perf_counter() - start)
+    return {p: {"images_per_second": round(batch_size / s, 2), "ratio_to_fp32": round(best["fp32"] / s, 2)}
+            for p, s in best.items()}
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("-n", "--count", type=int, default=64, help="generated photos (default 64)")
@@ -184,6 +211,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             if variant in vectors and variant != "fp32":
                 run["min_cosine"], run["top10_agreement"] = (round(x, 5) for x in agreement(vectors["fp32"],
                                                                                              vectors[variant]))
+        figures["model_only"] = model_only(model_dir, args.device, args.batch_size,
+                                           [v for v in variants if v not in ("fp32", "auto")])
         figures["auto_chose"] = (figures["runs"]["auto"]["precision"] or {}).get("used")
         figures["bytes_per_doc"] = bytes_per_doc(vectors["fp32"])
     finally:
@@ -221,6 +250,8 @@ def _print_report(f: dict[str, Any]) -> None:
         cos = f"{run['min_cosine']:.5f}" if "min_cosine" in run else ""
         top = f"{run['top10_agreement']:.3f}" if "top10_agreement" in run else ""
         print(f"{name:<8} {run['images_per_second']:>8.2f} {run['ratio_to_fp32'] or 0:>7.2f} {cos:>9} {top:>7}  {note}")
+    print("\nmodel only, batch of random tensors, best of 3 interleaved: " + ", ".join(
+        f"{p} {m['images_per_second']:.2f} img/s ({m['ratio_to_fp32']:.2f}x)" for p, m in f["model_only"].items()))
     b = f["bytes_per_doc"]
     print(f"\nbytes per document (_source): JSON vector {b['json']:.0f}, base64 {b['base64']:.0f} "
           f"({b['base64'] / b['json']:.2f}x)")
