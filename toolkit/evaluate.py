@@ -627,9 +627,10 @@ def plot(report: EvalReport, file: Path) -> Path:
         right.bar([x + i * width for x in range(len(languages))],
                   [text["by_language"][lang][key] or 0.0 for lang in languages], width, label=name)
     right.set_xticks([x + width * (len(keys) - 1) / 2 for x in range(len(languages))], languages)
-    right.set_ylim(0, 1.05)
+    right.set_ylim(0, 1.25)  # headroom for the legend above the bars
+    right.set_yticks([0, 0.2, 0.4, 0.6, 0.8, 1.0])
     right.set_title("text to image, per language")
-    right.legend(fontsize="small")
+    right.legend(fontsize="small", ncol=len(keys), loc="upper center")
     fig.suptitle(f"toolkit eval: {report.index} ({report.items} images, {report.labels} labels)")
     fig.tight_layout()
     file = Path(file)
