@@ -327,3 +327,27 @@ def test_retrying_a_failed_folder_walks_it_again_and_a_bad_row_fails_again(tmp_p
     assert items[1].error == "manifest m.csv line 7: byte 0xE9"
     assert items[3].error == "not a regular file but a FIFO (named pipe)"  # the reason, not "file not found"
     assert "f.jsonl line 6: not a failures record" in items[5].error
+
+
+def test_jsonl_manifests_read_each_object_and_fail_bad_lines_alone(tmp_path: Path) -> None:
+    # A .jsonl file was taken for a URL list: every line became a "file not found" path.
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_bytes(
+        b'{"id": 1, "path": "a.jpg", "caption": "a cat", "tags": ["x"]}\n\n'
+        b'{"id": "2", "url": "https://e.com/b.jpg"}\nnot json\n[1]\n'
+        b'{"id": "6", "path": "caf\xe9.jpg"}\n{"id": "7", "path": "c.jpg", "color": "red"}\n')
+    source = open_source(manifest)
+    assert source.kind == "manifest"
+    items = list(source)
+    assert [(i.position, i.id) for i in items] == [
+        ("m.jsonl:1", "1"), ("m.jsonl:3", "2"), ("m.jsonl:4", None), ("m.jsonl:5", None), ("m.jsonl:6", None),
+        ("m.jsonl:7", "7")]
+    assert (Path(items[0].location), items[0].caption, items[0].metadata) == (
+        tmp_path / "a.jpg", "a cat", {"tags": '["x"]'})
+    assert items[1].location == "https://e.com/b.jpg"  # keys may differ from object to object
+    assert "line 4: not JSON" in items[2].error and "line 5: not a JSON object" in items[3].error
+    assert "line 6: byte 0xE9" in items[4].error
+    assert items[5].metadata == {"color": "red"}
+    (tmp_path / "bad.jsonl").write_text("id,path\n1,a.jpg\n")
+    with pytest.raises(ValidationError, match="line 1: not JSON"):
+        list(open_source(tmp_path / "bad.jsonl"))

@@ -54,7 +54,9 @@ from toolkit.errors import ValidationError
 #: (HEIC/HEIF, JPEG XL) are items too: they fail with the plugin to install, never disappear.
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".apng", ".webp", ".gif", ".bmp",
                               ".tif", ".tiff", ".avif", ".heic", ".heif", ".jxl", ".jp2", ".j2k"})
-MANIFEST_EXTENSIONS = frozenset({".csv", ".tsv", ".tab"})
+MANIFEST_EXTENSIONS = frozenset({".csv", ".tsv", ".tab", ".jsonl", ".ndjson"})
+#: Manifests of one JSON object a line (keys as a CSV header's column names).
+JSONL_EXTENSIONS = frozenset({".jsonl", ".ndjson"})
 SOURCE_KINDS = ("auto", "directory", "manifest", "unsplash", "urls")
 #: Width asked of Unsplash's image CDN: enough for CLIP's 224 px, far smaller than the originals.
 UNSPLASH_WIDTH = 640
@@ -679,6 +681,83 @@ class ManifestSource(Source):
                              metadata=metadata, position=position)
 
 
+
+class JsonlManifestSource(ManifestSource):
+    """A manifest of one JSON object a line: the keys are the columns (``{"id": ..., "path": ...}``).
+
+    Column flags and defaults work as for CSV, matched against the keys of the first object. A line
+    that is not a JSON object (or not UTF-8, or too long) fails alone, with its line number; a
+    non-string value is kept as its JSON text.
+
+    Example:
+        >>> [i.id for i in JsonlManifestSource(Path("m.jsonl"))]
+        ['1', '2']
+    """
+
+    def __iter__(self) -> Iterator[SourceItem]:
+        with _open_binary(self.path, "manifest", hint="check the path") as fh:
+            yield from self._records(TextLines(fh))
+
+    def _keys(self, values: dict[str, str]) -> dict[str, str | None]:
+        lower = {key.strip().lower(): key for key in values}
+        out: dict[str, str | None] = {}
+        for name, defaults in _DEFAULT_COLUMNS.items():
+            given = getattr(self.columns, name)
+            names = (given,) if given is not None else defaults
+            out[name] = next((lower[n.strip().lower()] for n in names if n.strip().lower() in lower), None)
+        return out
+
+    def _records(self, lines: TextLines) -> Iterator[SourceItem]:
+        cols: dict[str, str | None] | None = None
+        base = self.path.parent
+        for line in lines:
+            number = lines.number
+            problem = lines.take(number, number)
+            if problem is None and not line.strip():
+                continue
+            record: Any = None
+            if problem is None:
+                try:
+                    record = json.loads(line)
+                except ValueError as exc:
+                    problem = f"line {number}: not JSON ({exc})"
+                else:
+                    if not isinstance(record, dict):
+                        problem = f"line {number}: not a JSON object"
+            if problem is not None:
+                if cols is None:  # the first record already: not a JSONL manifest at all
+                    raise ValidationError(f"manifest {printable(str(self.path))}: {problem}",
+                                          hint="a JSONL manifest has one JSON object a line, e.g. "
+                                               '{"id": "1", "path": "a.jpg"}')
+                yield self._failed(number, problem)
+                continue
+            values = {str(k): v if isinstance(v, str) else json.dumps(v) for k, v in record.items()
+                      if v is not None}
+            if cols is None:
+                self.resolve(list(values))  # the first object checks the column flags (naming them)
+            cols = self._keys(values)  # then each object maps its own keys (they may differ)
+            long = next((k for k, v in values.items() if len(v) > MAX_CELL_CHARS), None)
+            if long is not None:
+                yield self._failed(number, f"line {number}: '{printable(long)}' has {len(values[long])} "
+                                           f"characters, over the limit of {MAX_CELL_CHARS} for one value")
+                continue
+
+            def get(name: str | None, values: dict[str, str] = values) -> str | None:
+                if name is None:
+                    return None
+                return values.get(name, "").strip() or None
+
+            local, url = get(cols["path"]), get(cols["url"])
+            location = _location(base, local) if local else (url or "")
+            mapped = {c for c in cols.values() if c is not None}
+            wanted = {m.strip().lower() for m in self.columns.metadata} if self.columns.metadata is not None else None
+            metadata = {k: v.strip() for k, v in values.items() if k not in mapped and v.strip()
+                        and (wanted is None or k.lower() in wanted)}
+            yield SourceItem(location=location, id=get(cols["id"]), caption=get(cols["caption"]),
+                             label=get(cols["label"]), relation_id=get(cols["relation_id"]),
+                             metadata=metadata, position=f"{printable(self.path.name)}:{number}")
+
+
 def _resolve(base: Path, value: str) -> Path:
     path = Path(value).expanduser()
     return path if path.is_absolute() else base / path
@@ -1011,6 +1090,8 @@ def open_source(spec: str | Path, *, kind: SourceKind = "auto", columns: ColumnM
     if kind == "unsplash":
         return UnsplashSource(path)
     if kind == "manifest":
+        if path.suffix.lower() in JSONL_EXTENSIONS:
+            return JsonlManifestSource(path, columns)
         return ManifestSource(path, columns)
     if kind == "urls":
         return UrlListSource(path)
