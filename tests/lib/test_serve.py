@@ -347,3 +347,21 @@ def test_text_queries_do_not_load_torch(env):
                          cwd=str(__import__("pathlib").Path(__file__).resolve().parents[2]))
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.split()[-2:] == ["False", "True"]     # thumbnails need Pillow, not torch
+
+
+@pytest.mark.parametrize(("make", "message"), [
+    (lambda: multipart({f"f{i}": "x" for i in range(80)}), "the form could not be read"),
+    (lambda: (b'{"q": "cat"}', "application/json"), "takes a form"),
+    (lambda: (b"--nope\r\nbroken", "multipart/form-data; boundary=other"), None),
+])
+def test_hostile_forms_are_refused_with_a_reason(site, make, message):
+    body, ctype = make()
+    reply = http("POST", site + "/api/search", data=body, headers={"content-type": ctype})
+    assert reply.status == 400, reply.text
+    if message:
+        assert message in reply.json()["error"]["message"]
+
+
+def test_an_empty_thumbnail_id_is_a_clear_400(site):
+    reply = get(site, "/thumb/")
+    assert reply.status == 400 and reply.json()["error"]["message"] == "a document id is needed"
