@@ -639,6 +639,25 @@ def verify(client: Elasticsearch, settings: Settings, plan: Plan, report: Migrat
                                    f"{', '.join(low)}")
 
 
+def check_text_model(client: Elasticsearch, settings: Settings) -> int:
+    """Before a text-model migration: the new model is uploaded and outputs ``index.caption_dims``.
+
+    Returns its ``embedding_size``. Raises NotFound (hint: ``toolkit deploy-model``) or DimsMismatch,
+    so a copy through a pipeline that cannot embed never starts.
+    """
+    from toolkit.provision import deployed_embedding_size
+
+    model = settings.text_model.cluster_model_id
+    size = deployed_embedding_size(client, model)
+    if size is None:
+        raise NotFound(f"the new text model '{model}' is not in the cluster", what="model", name=model,
+                       hint="deploy it beside the old one first: `toolkit deploy-model` with text_model set to it")
+    if size != settings.index.caption_dims:
+        raise DimsMismatch(f"text model '{model}' outputs {size} dims but index.caption_dims is "
+                           f"{settings.index.caption_dims}", hint=f"set index.caption_dims: {size} in toolkit.yaml")
+    return size
+
+
 def run_migration(client: Elasticsearch, settings: Settings, plan: Plan, *, embedder: ImageEmbedder | None = None,
                   failures_dir: Path | None = None, page_size: int = REEMBED_PAGE, accept: bool = False,
                   samples: int = SAMPLES, on_step: Callable[[str], None] | None = None) -> MigrationReport:

@@ -101,3 +101,19 @@ def test_a_text_model_that_is_not_deployed_blocks_the_switch(env: Any, escluster
     with pytest.raises(CheckFailed, match="pipeline error"):
         migrate.run_migration(env, new, plan, failures_dir=tmp_path)
     assert sorted(env.indices.get_alias(name="images").body) == ["images-000001"]
+
+
+def test_the_new_text_model_must_be_uploaded_before_the_copy(env: Any, escluster: Any) -> None:
+    from toolkit.errors import NotFound
+
+    new = settings_for(escluster.url, "text-b", "toolkit-caption-embedding-2")
+    with pytest.raises(NotFound, match="'text-b' is not in the cluster") as info:
+        migrate.check_text_model(env, new)
+    assert "toolkit deploy-model" in (info.value.hint or "")
+    send(env, Request("PUT", "_ml/trained_models/text-b", body={
+        "model_type": "pytorch", "input": {"field_names": ["text_field"]},
+        "inference_config": {"text_embedding": {"embedding_size": 16}}}))
+    from toolkit.errors import DimsMismatch
+
+    with pytest.raises(DimsMismatch, match="outputs 16 dims but index.caption_dims is 8"):
+        migrate.check_text_model(env, new)

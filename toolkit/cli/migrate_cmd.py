@@ -26,7 +26,8 @@ def migrate_command(
                                 "(index.index_options.type).")] = None,
     shards: Annotated[int | None, typer.Option("--shards", min=1, help="New number of shards (index.shards).")] = None,
     image_model: Annotated[str | None, typer.Option(
-        "--image-model", help="New image model: every image is re-embedded (image_model.name).")] = None,
+        "--image-model", help="New image model (image_model.name): documents embedded with another "
+                               "one are re-embedded.")] = None,
     image_dims: Annotated[int | None, typer.Option(
         "--image-dims", min=1, max=4096, help="Output dims of the new image model (index.image_dims).")] = None,
     pipeline: Annotated[str | None, typer.Option(
@@ -89,6 +90,8 @@ def migrate_command(
         else:
             info(f"nothing to migrate: {escape(current.index)} already matches the settings")
         return
+    if plan.recaption:
+        migrate.check_text_model(client, settings)
     if not as_json:
         info(f"migrating {escape(plan.alias)}: {escape(', '.join(plan.sources))} -> {escape(plan.target)} "
              f"[{plan.kind}]" + (" (resuming)" if plan.resume else ""))
