@@ -90,6 +90,8 @@ class Current:
     count: int
     target_properties: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Mapping properties of existing indices that are not behind the alias (a resumable target)."""
+    target_shards: dict[str, int] = field(default_factory=dict)
+    """Shard counts of those indices."""
 
     @property
     def index(self) -> str:
@@ -163,7 +165,9 @@ def read_current(client: Elasticsearch, settings: Settings) -> Current:
                    text_model=_pipeline_model(client, pipeline),
                    image_models=tuple(str(b["key"]) for b in buckets),
                    count=int(total.get("value", 0)) if isinstance(total, dict) else int(total or 0),
-                   target_properties=targets)
+                   target_properties=targets,
+                   target_shards={n: int(((flat.get(n) or {}).get("settings") or {}).get("index.number_of_shards", 1))
+                                  for n in targets})
 
 
 # -------------------------------------------------------------------------------------------- plan
@@ -270,7 +274,8 @@ def make_plan(current: Current, settings: Settings, *, image_model: str | None =
     if settings.index.shards != current.shards:
         changes.append(f"number_of_shards: {current.shards} -> {settings.index.shards}")
     old_dims = (current.properties.get(f.image_vector) or {}).get("dims")
-    new_model = bool(current.image_models) and model not in current.image_models
+    # Any document embedded with another model: all are re-embedded (one vector space per index).
+    new_model = bool(set(current.image_models) - {model})
     reembed = reembed_images or new_model or (old_dims is not None and old_dims != settings.index.image_dims)
     if new_model:
         changes.append(f"image model: {', '.join(current.image_models)} -> {model}")
@@ -294,7 +299,8 @@ def make_plan(current: Current, settings: Settings, *, image_model: str | None =
     target = next((name for name, props in sorted(current.target_properties.items(), reverse=True)
                    if (number_of(name, current.alias) or 0) > max(number_of(i, current.alias) or 0
                                                                   for i in current.indices)
-                   and not mapping_changes(props, wanted)), None)
+                   and not mapping_changes(props, wanted)
+                   and current.target_shards.get(name, settings.index.shards) == settings.index.shards), None)
     excludes: list[str] = []
     if reembed:
         excludes += [f.image_vector, *IMAGE_FIELDS]

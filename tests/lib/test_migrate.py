@@ -287,3 +287,30 @@ def test_a_renamed_pipeline_is_installed_with_the_new_index(env: Any) -> None:
     assert [a.name for a in plan.assets if a.kind == "pipeline"] == ["captions-v2"]
     same = migrate.make_plan(migrate.read_current(env.client, env.settings), env.settings, image_model="fake-clip")
     assert [a for a in same.assets if a.kind == "pipeline"] == []  # the live pipeline is left as it is
+
+
+def test_an_abandoned_new_index_is_resumed_only_when_it_matches_the_settings(env: Any) -> None:
+    two = make_settings(env.cluster.url, **{"index.shards": 2})
+
+    def stop(step: str) -> None:
+        if step == "verify":
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        _migrate(env, two, on_step=stop)
+    again = migrate.make_plan(migrate.read_current(env.client, two), two, image_model="fake-clip")
+    assert again.resume and again.target == "images-000002"
+    other = make_settings(env.cluster.url, **{"index.index_options.type": "int4_hnsw"})
+    fresh = migrate.make_plan(migrate.read_current(env.client, other), other, image_model="fake-clip")
+    assert not fresh.resume and fresh.target == "images-000003"  # 000002 has 2 shards and int8_hnsw
+
+
+def test_documents_of_a_second_image_model_make_every_image_re_embedded(env: Any) -> None:
+    class Other(CountingEmbedder):
+        model_name = "fake-clip-other"
+
+    extra = [SourceItem(location=str(p), id=f"other{i}")
+             for i, p in enumerate(good_images(env.tmp / "more", 2, prefix="more"))]
+    ingest(env.client, env.settings, source=extra, embedder=Other(), failures_file=env.tmp / "x.jsonl")
+    plan = migrate.make_plan(migrate.read_current(env.client, env.settings), env.settings, image_model="fake-clip")
+    assert plan.reembed_images and "image model: fake-clip, fake-clip-other -> fake-clip" in plan.changes
