@@ -282,6 +282,8 @@ class ServeContext:
     embedder: Any = None
     thumbnails: Any = None
     _embedder_lock: threading.Lock = field(default_factory=threading.Lock)
+    image_lock: threading.Lock = field(default_factory=threading.Lock)
+    """Held while an image is embedded: one at a time on the one model (its first batch picks the precision)."""
 
     def image_embedder(self) -> Any:
         """The CLIP image model, loaded on the first image query (text queries never load torch)."""
@@ -408,7 +410,10 @@ async def _read_query(request: Request, max_upload: int) -> Query:
         params = form
         file = form.get("image")
         if file is not None and not isinstance(file, str):
-            data = await file.read(max_upload + 1)
+            try:
+                data = await file.read(max_upload + 1)
+            finally:
+                await form.close()  # the spooled temporary file goes now, not when the process ends
             if len(data) > max_upload:
                 raise ValidationError(f"the uploaded image is over {max_upload} bytes (ingest.max_download_bytes)",
                                       hint="upload a smaller image")
@@ -499,11 +504,14 @@ def run_query(ctx: ServeContext, query: Query) -> Any:
             # Never a local path from the browser: the server would read its own files.
             raise ValidationError(f"the image URL must start with http:// or https://, got {query.image_url!r}",
                                   hint="paste the address of an image on the web, or upload the file")
-        return s.search(settings=ctx.settings, options=options, image=query.image_url.strip(), index=ctx.index,
-                        client=ctx.client, embedder=ctx.image_embedder())
+        embedder = ctx.image_embedder()
+        with ctx.image_lock:
+            return s.search(settings=ctx.settings, options=options, image=query.image_url.strip(), index=ctx.index,
+                            client=ctx.client, embedder=embedder)
     if query.upload is not None:
-        vector = s.embed_query_bytes(query.upload, ctx.settings, embedder=ctx.image_embedder(),
-                                     name=query.upload_name)
+        embedder = ctx.image_embedder()
+        with ctx.image_lock:
+            vector = s.embed_query_bytes(query.upload, ctx.settings, embedder=embedder, name=query.upload_name)
         request = s.image_query(vector, ctx.settings, options, index=ctx.index)
         step = s.Step(f"image search: kNN on {f.image_vector} with the embedding of the {query.upload_name}",
                       request)
