@@ -788,20 +788,77 @@ def rollback(client: Elasticsearch, settings: Settings) -> RollbackReport:
     return RollbackReport(alias=current.alias, left=current.indices, restored=previous, only_in_left=extra)
 
 
-def cleanup(client: Elasticsearch, settings: Settings) -> list[str]:
-    """Delete the ``<alias>-NNNNNN`` indices older than the ones behind the alias; their names.
+@dataclass(frozen=True)
+class CleanupReport:
+    """What ``--cleanup`` deleted: old indices, the pipelines only they used, the models only those ran."""
 
-    Never an index behind the alias, never a newer one (a migration in progress, or rolled back from).
+    indices: tuple[str, ...]
+    pipelines: tuple[str, ...] = ()
+    models: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
+
+    def as_json(self) -> dict[str, Any]:
+        return {"indices": list(self.indices), "pipelines": list(self.pipelines), "models": list(self.models),
+                "notes": list(self.notes)}
+
+
+def _pipeline_models(client: Elasticsearch) -> dict[str, str | None]:
+    """Every ingest pipeline and the model its first inference processor runs (None without one)."""
+    try:
+        body = send(client, Request("GET", "_ingest/pipeline"), doing="reading the ingest pipelines")
+    except NotFound:
+        return {}
+    out: dict[str, str | None] = {}
+    for name, spec in body.items():
+        out[name] = None
+        for proc in (spec or {}).get("processors") or []:
+            if isinstance(proc, dict) and isinstance(proc.get("inference"), dict):
+                out[name] = str(proc["inference"].get("model_id") or "") or None
+                break
+    return out
+
+
+def cleanup(client: Elasticsearch, settings: Settings) -> CleanupReport:
+    """Delete the ``<alias>-NNNNNN`` indices older than the ones behind the alias, then the pipelines
+    no remaining index uses as ``default_pipeline`` (they were the old indices'), then the text models
+    no remaining pipeline runs (their deployments stopped first).
+
+    Never an index behind the alias, never a newer one (a migration in progress, or rolled back from),
+    never the pipeline or model the settings name.
     """
+    from toolkit.textmodel.lifecycle import delete as delete_model
+    from toolkit.textmodel.lifecycle import stop
+
     current = read_current(client, settings)
     live = min((number_of(i, current.alias) or 0) for i in current.indices)
     old = [i for i in current.existing if i not in current.indices and (number_of(i, current.alias) or 0) < live]
     if not old:
         raise ValidationError(f"no index older than {', '.join(current.indices)} to delete",
                               hint="nothing to clean up")
+    flat = send(client, Request("GET", f"{path(','.join(old))}/_settings", params={"flat_settings": True}),
+                doing="reading the settings of the old indices")
+    old_pipelines = {str(s) for s in (((flat.get(n) or {}).get("settings") or {}).get("index.default_pipeline")
+                                      for n in old) if s and s != "_none"}
     for name in old:
         try:
             send(client, Request("DELETE", path(name)), doing=f"deleting index {name}")
         except ClusterError as exc:
             raise RequestFailed(f"could not delete {name}: {exc.message}", hint="delete it in Kibana") from exc
-    return old
+    remaining = send(client, Request("GET", "_all/_settings", params={"flat_settings": True}),
+                     doing="reading which pipelines the remaining indices use")
+    used = {str(((v or {}).get("settings") or {}).get("index.default_pipeline")) for v in remaining.values()}
+    used.add(settings.index.pipeline)
+    models_before = _pipeline_models(client)
+    pipelines = sorted(p for p in old_pipelines - used if p in models_before)
+    for name in pipelines:
+        send(client, Request("DELETE", f"_ingest/pipeline/{path(name)}"), doing=f"deleting pipeline {name}")
+    still = {m for p, m in models_before.items() if p not in pipelines and m}
+    keep = {settings.text_model.cluster_model_id, settings.text_model.cluster_deployment_id}
+    models, notes = [], []
+    for model in sorted({m for p, m in models_before.items() if p in pipelines and m} - still - keep):
+        stop(client, model)
+        if delete_model(client, model):
+            models.append(model)
+        else:
+            notes.append(f"deployment '{model}' stopped; its model has another id: delete it with `toolkit undeploy`")
+    return CleanupReport(indices=tuple(old), pipelines=tuple(pipelines), models=tuple(models), notes=tuple(notes))

@@ -189,7 +189,7 @@ def test_cleanup_deletes_only_older_indices_and_only_when_asked(env: Any) -> Non
     int4 = make_settings(env.cluster.url, **{"index.index_options.type": "int4_hnsw"})
     _migrate(env, int4)
     assert env.client.indices.exists(index="images-000001")  # a migration never deletes
-    assert migrate.cleanup(env.client, int4) == ["images-000001"]
+    assert migrate.cleanup(env.client, int4).indices == ("images-000001",)
     assert not env.client.indices.exists(index="images-000001")
     assert env.client.count(index="images")["count"] == N
     with pytest.raises(ValidationError, match="no index older"):

@@ -73,6 +73,16 @@ def test_captions_are_embedded_again_by_the_new_pipeline_and_the_old_index_keeps
     assert {d["caption_model"] for d in _docs(env, "images-000001")} == {"text-a"}
     pipelines = send(env, Request("GET", "_ingest/pipeline/toolkit-caption-embedding*"))
     assert set(pipelines) == {"toolkit-caption-embedding", "toolkit-caption-embedding-2"}
+    # --cleanup: the old index, the pipeline only it used, and the model only that pipeline ran.
+    send(env, Request("PUT", "_ml/trained_models/text-a", body={
+        "model_type": "pytorch", "input": {"field_names": ["text_field"]},
+        "inference_config": {"text_embedding": {"embedding_size": DIMS}}}))
+    done = migrate.cleanup(env, new)
+    assert done.indices == ("images-000001",) and done.pipelines == ("toolkit-caption-embedding",)
+    assert done.models == ("text-a",)
+    pipelines = send(env, Request("GET", "_ingest/pipeline/toolkit-caption-embedding*"))
+    assert set(pipelines) == {"toolkit-caption-embedding-2"}
+    assert {d["caption_model"] for d in _docs(env)} == {"text-b"}
 
 
 def test_a_copy_that_kept_the_old_caption_vector_would_fail_every_document(env: Any, escluster: Any) -> None:

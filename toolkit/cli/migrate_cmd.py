@@ -73,11 +73,13 @@ def migrate_command(
                  f"{escape(', '.join(back.left))}; it is kept")
         return
     if cleanup:
-        deleted = migrate.cleanup(client, settings)
+        done = migrate.cleanup(client, settings)
         if as_json:
-            print_json({"deleted": deleted})
+            print_json(done.as_json())
             return
-        info("deleted " + escape(", ".join(deleted)))
+        info("deleted " + escape(", ".join(done.indices + done.pipelines + done.models)))
+        for note in done.notes:
+            info(escape(note))
         return
     current = migrate.read_current(client, settings)
     plan = migrate.make_plan(current, settings, reembed_images=reembed_images)
