@@ -387,6 +387,8 @@ class MigrationReport:
     overlaps: dict[str, float] = field(default_factory=dict)
     """Per sample document: the share of its 10 nearest neighbours found in both indices."""
     problems: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    """Found after the switch (nothing to undo, something to do)."""
     switched: bool = False
     after_switch: int = 0
     removed: int = 0
@@ -403,7 +405,8 @@ class MigrationReport:
                 "failures_files": self.failures_files, "counts": {"old": self.old_count, "new": self.new_count},
                 "only_in_old": self.only_in_old, "only_in_new": self.only_in_new,
                 "pipeline_errors": self.pipeline_errors, "overlap_at_10": self.overlaps,
-                "mean_overlap_at_10": self.mean_overlap, "problems": self.problems, "switched": self.switched,
+                "mean_overlap_at_10": self.mean_overlap, "problems": self.problems,
+                "warnings": self.warnings, "switched": self.switched,
                 "copied_after_switch": self.after_switch, "removed": self.removed, "seconds": round(self.seconds, 3)}
 
 
@@ -735,6 +738,15 @@ def run_migration(client: Elasticsearch, settings: Settings, plan: Plan, *, embe
                                 embedder=embedder, failures_dir=dirs, page_size=page_size)
     _refresh(client, plan.target)
     report.new_count = _count(client, plan.target)
+    if plan.reembed_images:
+        # An ingest job still on the old model writes old vectors into the new index once the alias moved
+        # (with equal dims nothing fails): say so, the next `toolkit migrate` re-embeds them.
+        stale = _count(client, plan.target, {"bool": {"must_not": [{"term": {"image_model": plan.image_model}}],
+                                                      "filter": [{"exists": {"field": "image_model"}}]}})
+        if stale:
+            report.warnings.append(f"{stale} document(s) in {plan.target} were written with another image model "
+                                   f"than {plan.image_model} after the switch: move every ingest job to the new "
+                                   "model, then run `toolkit migrate` again (it re-embeds them)")
     report.seconds = time.monotonic() - started
     return report
 

@@ -314,3 +314,19 @@ def test_documents_of_a_second_image_model_make_every_image_re_embedded(env: Any
     ingest(env.client, env.settings, source=extra, embedder=Other(), failures_file=env.tmp / "x.jsonl")
     plan = migrate.make_plan(migrate.read_current(env.client, env.settings), env.settings, image_model="fake-clip")
     assert plan.reembed_images and "image model: fake-clip, fake-clip-other -> fake-clip" in plan.changes
+
+
+def test_an_old_model_writer_after_the_switch_is_reported(env: Any) -> None:
+    same_dims = make_settings(env.cluster.url)
+
+    def old_writer(step: str) -> None:
+        if step == "after-switch":  # the alias has moved; this job still runs the old model
+            env.client.index(index="images", id="stale", refresh=True, document={
+                "image_embedding": [1.0] * 64, "path": "/x.jpg", "image_model": "fake-clip"})
+
+    class SameDims(CountingEmbedder):
+        model_name = "fake-clip-v3"
+
+    report = _migrate(env, same_dims, image_model="fake-clip-v3", embedder=SameDims(), on_step=old_writer)
+    assert report.switched and len(report.warnings) == 1
+    assert "1 document(s) in images-000002 were written with another image model" in report.warnings[0]

@@ -121,6 +121,8 @@ def migrate_command(
          + (f"; re-embedded {report.reembedded}" if plan.reembed_images else ""))
     for problem in report.problems:
         info(f"[yellow]accepted:[/] {escape(problem)}")
+    for warning in report.warnings:
+        info(f"[yellow]warning:[/] {escape(warning)}")
     info(f"{escape(plan.alias)} now points at {escape(plan.target)}; "
          f"`toolkit migrate --rollback` points it back, `toolkit migrate --cleanup` deletes "
          f"{escape(', '.join(plan.sources))}")
