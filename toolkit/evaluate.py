@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from toolkit.devtools import Request, send
-from toolkit.errors import ClusterError, ValidationError
+from toolkit.errors import ClusterError, ImageError, ValidationError
 from toolkit.search import (
     MAX_CANDIDATES,
     Hit,
@@ -279,6 +279,12 @@ def load_labels(file: Path | None) -> Labels:
                 isinstance(p, str) and "{label}" in p for p in prompts):
             raise ValidationError(f"--labels {file}: templates for {language!r} must be prompts containing "
                                   "{label}", hint=hint)
+        for prompt in prompts:
+            try:
+                prompt.format(label="x")
+            except (KeyError, IndexError, ValueError) as exc:
+                raise ValidationError(f"--labels {file}: template {prompt!r} has a placeholder other than "
+                                      "{label} (write a literal brace as {{ or }})", hint=hint) from exc
         templates[str(language)] = tuple(prompts)
     return Labels(words=words, templates=templates)
 
@@ -420,7 +426,7 @@ def evaluate(
     counts: dict[str, int] = {}
     for item in items:
         counts[item.label] = counts.get(item.label, 0) + 1
-    chosen = list(languages) or _languages(labels)
+    chosen = list(dict.fromkeys(languages)) or _languages(labels)
     unknown = [lang for lang in chosen if lang not in labels.templates]
     if unknown:
         raise ValidationError(f"no prompt template for language(s) {', '.join(unknown)}",
@@ -500,9 +506,14 @@ def _image_queries(client: Elasticsearch, settings: Settings, options: SearchOpt
                              "num_candidates": None if options.num_candidates is None
                              else max(options.num_candidates, options.k + 1)})
     out: list[Query] = []
+    report.skipped["image_queries_unreadable"] = 0
     for n, item in enumerate(queries, start=1):
-        image = load_image(Path(item.location), target=embedder.preprocessing.target,
-                           max_pixels=settings.ingest.max_image_pixels)
+        try:
+            image = load_image(Path(item.location), target=embedder.preprocessing.target,
+                               max_pixels=settings.ingest.max_image_pixels)
+        except ImageError:
+            report.skipped["image_queries_unreadable"] += 1  # one bad query image does not end the run
+            continue
         vector = float32_list(next(iter(embedder.embed([image]))))
         result, wall = _timed(client, image_query(vector, settings, wider, index=alias))
         record("image", result, wall)
@@ -590,6 +601,24 @@ def table_rows(report: EvalReport) -> list[tuple[str, str, str]]:
                      f"{f(lat['took_ms_p50'])} / {f(lat['took_ms_p95'])}, {f(lat['wall_ms_p50'])} / "
                      f"{f(lat['wall_ms_p95'])}"))
     return rows
+
+
+def check_plot_path(file: Path) -> None:
+    """Before the run: ``--plot`` must name a .png file in an existing folder, and matplotlib must import.
+
+    Raises ValidationError naming ``--plot`` (with the install hint when matplotlib is missing).
+    """
+    file = Path(file)
+    if file.suffix.lower() != ".png":
+        raise ValidationError(f"--plot {file}: the plot is a PNG file", hint="name it FILE.png")
+    if file.is_dir() or not file.parent.is_dir():
+        raise ValidationError(f"--plot {file}: {'is a folder' if file.is_dir() else 'its folder does not exist'}",
+                              hint="fix --plot")
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError as exc:
+        raise ValidationError("--plot needs matplotlib", hint='pip install "toolkit[plot]" (or pip install '
+                                                              'matplotlib)') from exc
 
 
 def plot(report: EvalReport, file: Path) -> Path:

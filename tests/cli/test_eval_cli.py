@@ -88,21 +88,51 @@ def test_the_table_names_each_language_and_kind(env, tmp_path, monkeypatch):
     assert "36 images, 12 labels" in result.stdout
 
 
+BAD_FILES = {
+    "shape.yaml": "labels: [1, 2]\n",
+    "placeholder.yaml": "labels: {}\ntemplates: {en: ['a {label} by {artist}']}\n",
+    "unknown.yaml": "label: {}\n",
+}
+
+
 @pytest.mark.parametrize("args, words", [
-    (["--labels", "{bad}"], ["--labels"]),
+    (["--labels", "shape.yaml"], ["--labels", "expected a mapping with 'labels'"]),
+    (["--labels", "placeholder.yaml"], ["a placeholder other than {label}"]),
+    (["--labels", "unknown.yaml"], ["unknown key(s) label"]),
+    (["--labels", "missing.yaml"], ["--labels", "cannot read it"]),
     (["--lang", "tlh"], ["no prompt template for language(s) tlh", "--lang"]),
     (["--sweep", "3,x"], ["--sweep"]),
     (["--sweep", "1"], ["--sweep values must be between k (10)"]),
+    (["--plot", "eval.jpg"], ["the plot is a PNG file"]),
+    (["--plot", "gone/eval.png"], ["its folder does not exist"]),
+    (["-k", "0"], ["k must be between 1 and 10000", "-k"]),
+    (["--max-image-queries", "0", "--like"], ["--max-image-queries"]),
 ])
 def test_bad_input_names_the_flag(env, tmp_path, monkeypatch, args, words):
     monkeypatch.chdir(tmp_path)
-    if args[0] == "--labels":
-        (tmp_path / "bad.yaml").write_text("labels: [1, 2]\n", encoding="utf-8")
-        args = ["--labels", str(tmp_path / "bad.yaml")]
+    for name, text in BAD_FILES.items():
+        (tmp_path / name).write_text(text, encoding="utf-8")
     result = invoke(env, tmp_path, str(env.folder / "manifest.csv"), *args)
     assert result.exit_code == ValidationError.exit_code, result.output
     for word in words:
         assert word in result.output
+    assert "Traceback" not in result.output
+
+
+def test_an_unreadable_query_image_is_counted_not_fatal(env, tmp_path, monkeypatch):
+    import shutil
+
+    monkeypatch.chdir(tmp_path)
+    queries = tmp_path / "queries"
+    shutil.copytree(env.folder / "red-circle", queries / "red-circle")
+    (queries / "red-circle" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
+    result = invoke(env, tmp_path, str(env.folder / "manifest.csv"), "--image-queries", str(queries),
+                    "--no-ann", "--lang", "en", "--lang", "en", "-k", "3", "--json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["image"]["queries"] == 3 and data["skipped"]["image_queries_unreadable"] == 1
+    assert data["image"]["by_label"] == {"red-circle": pytest.approx(data["image"]["precision_at_k"])}
+    assert data["text"]["queries"] == 12  # --lang en twice is English once (one default template)
 
 
 def test_a_source_without_labels_is_refused(env, tmp_path, monkeypatch):

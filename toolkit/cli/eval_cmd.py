@@ -65,7 +65,7 @@ def eval_command(
     """
     from toolkit.cluster import make_client
     from toolkit.errors import ValidationError
-    from toolkit.evaluate import evaluate
+    from toolkit.evaluate import check_plot_path, evaluate
     from toolkit.evaluate import plot as write_plot
 
     sweep_values = None
@@ -77,6 +77,8 @@ def eval_command(
                                   hint="e.g. --sweep 10,50,100,500") from None
         if not sweep_values:
             raise ValidationError("--sweep is empty", hint="e.g. --sweep 10,50,100,500")
+    if plot is not None:
+        check_plot_path(plot)  # before minutes of queries, not after
     settings = settings_from(config=config, es_url=es_url, **{"index.alias": index})
 
     def progress(stage: str, done: int, total: int) -> None:
