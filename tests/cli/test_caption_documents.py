@@ -161,7 +161,8 @@ def test_an_old_installation_is_flagged_by_doctor_and_brought_up_to_date_by_setu
     install_the_old_shape(installed)
     folder = workdir / "old"
     folder.mkdir()
-    write_config(folder, {"index.image_dims": 64, "index.caption_dims": 64, "index.alias": "old", "index.template_name": "old-images",
+    write_config(folder, {"index.image_dims": 64, "index.caption_dims": 64, "index.alias": "old",
+                          "index.template_name": "old-images",
                           "image_model.name": str(tiny_clip_model()), "text_model.model_id": MODEL_ID})
     # The old shape really fails a captioned document (the test cluster writes model_id, as ES does).
     client = client_for(installed)
