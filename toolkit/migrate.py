@@ -554,12 +554,13 @@ def _iso(moment: datetime) -> str:
 
 
 def _fill(client: Elasticsearch, settings: Settings, plan: Plan, report: MigrationReport, request: Request, *,
-          embedder: ImageEmbedder | None, failures_dir: Path, page_size: int) -> int:
+          embedder: ImageEmbedder | None, failures_dir: Path, page_size: int,
+          on_page: Callable[[IngestReport], None] | None = None) -> int:
     response = _reindex(client, request)
     moved = int(response.get("created", 0)) + int(response.get("updated", 0))
     if plan.reembed_images:
         done, failed, files = reembed(client, settings, plan.target, embedder=embedder,
-                                      failures_dir=failures_dir, page_size=page_size)
+                                      failures_dir=failures_dir, page_size=page_size, on_page=on_page)
         report.reembedded += done
         report.reembed_failed += failed
         report.failures_files += files
@@ -669,7 +670,8 @@ def check_text_model(client: Elasticsearch, settings: Settings) -> int:
 
 def run_migration(client: Elasticsearch, settings: Settings, plan: Plan, *, embedder: ImageEmbedder | None = None,
                   failures_dir: Path | None = None, page_size: int = REEMBED_PAGE, accept: bool = False,
-                  samples: int = SAMPLES, on_step: Callable[[str], None] | None = None) -> MigrationReport:
+                  samples: int = SAMPLES, on_step: Callable[[str], None] | None = None,
+                  on_page: Callable[[IngestReport], None] | None = None) -> MigrationReport:
     """Carry out ``plan``: install, create, fill, catch up, verify, switch, catch up after the switch.
 
     Args:
@@ -678,6 +680,7 @@ def run_migration(client: Elasticsearch, settings: Settings, plan: Plan, *, embe
         accept: switch even when verification found problems (they stay in the report).
         on_step: called with each step's name before it runs ("install", "create", "copy", "catch-up",
             "verify", "switch", "after-switch").
+        on_page: called with the ingest report of each re-embedded page (progress).
 
     Raises CheckFailed (report attached; the alias untouched) when verification finds problems and
     ``accept`` is false. Running it again resumes into the same new index.
@@ -708,13 +711,13 @@ def run_migration(client: Elasticsearch, settings: Settings, plan: Plan, *, embe
     last = datetime.now(UTC)
     report.caught_up = _fill(client, settings, plan, report, plan.copy_request(_since_query(_iso(began)),
                                                                                 op_type="index"),
-                             embedder=embedder, failures_dir=dirs, page_size=page_size)
+                             embedder=embedder, failures_dir=dirs, page_size=page_size, on_page=on_page)
     step("verify")
     only_old, only_new = differences(client, plan)
     if only_old:  # written after the catch-up began: copy them by id
         report.caught_up += _fill(client, settings, plan, report,
                                   plan.copy_request({"ids": {"values": only_old}}, op_type="index"),
-                                  embedder=embedder, failures_dir=dirs, page_size=page_size)
+                                  embedder=embedder, failures_dir=dirs, page_size=page_size, on_page=on_page)
     if only_new:  # deleted from the old index meanwhile: the old index is the truth until the switch
         send(
             client, Request("POST", f"{path(plan.target)}/_delete_by_query", params={"refresh": True},
@@ -735,7 +738,7 @@ def run_migration(client: Elasticsearch, settings: Settings, plan: Plan, *, embe
     step("after-switch")
     report.after_switch = _fill(client, settings, plan, report,
                                 plan.copy_request(_since_query(_iso(last - CATCH_UP_MARGIN))),
-                                embedder=embedder, failures_dir=dirs, page_size=page_size)
+                                embedder=embedder, failures_dir=dirs, page_size=page_size, on_page=on_page)
     _refresh(client, plan.target)
     report.new_count = _count(client, plan.target)
     if plan.reembed_images:

@@ -54,6 +54,7 @@ def migrate_command(
     from toolkit import migrate
     from toolkit.cluster import make_client
     from toolkit.errors import ValidationError
+    from toolkit.ingest import IngestReport
 
     if sum((dry_run, rollback, cleanup)) > 1:
         raise ValidationError("--dry-run, --rollback and --cleanup go one at a time",
@@ -104,9 +105,17 @@ def migrate_command(
         if not as_json:
             info(f"[dim]{name}[/]")
 
+    pages = [0, 0]
+
+    def page(result: IngestReport) -> None:
+        pages[0] += result.indexed
+        pages[1] += result.failed
+        if not as_json:
+            info(f"[dim]  re-embedded {pages[0]}" + (f", {pages[1]} failed" if pages[1] else "") + "[/]")
+
     try:
         report = migrate.run_migration(client, settings, plan, failures_dir=failures_dir, accept=accept,
-                                       on_step=step)
+                                       on_step=step, on_page=page)
     except Exception as exc:
         results = getattr(exc, "results", None)
         if as_json and isinstance(results, migrate.MigrationReport):
