@@ -108,3 +108,11 @@ def test_an_image_that_cannot_be_read_again_exits_30_and_keeps_the_alias(esclust
     assert "could not be re-embedded" in result.output and "still points at images-000001" in result.output
     assert _alias(escluster.url) == ["images-000001"]
     assert report["failures_files"] and all(Path(f).parent == tmp_path for f in report["failures_files"])
+    # The image is back: the same command resumes, shows its progress and switches.
+    good_images(tmp_path / "again", 2)[1].rename(tmp_path / "imgs" / "img001.jpg")
+    result = runner.invoke(app, ["migrate", "--es-url", escluster.url, "--image-model", "fake-clip-b",
+                                 "--image-dims", str(DIMS), "--failures-dir", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert "(resuming)" in result.output and "re-embedded" in result.output
+    assert "images now points at images-000002" in result.output
+    assert _alias(escluster.url) == ["images-000002"]
