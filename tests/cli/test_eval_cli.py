@@ -155,3 +155,21 @@ def test_the_text_path_imports_no_torch():
     code = "import sys, toolkit.cli, toolkit.evaluate; print('torch' in sys.modules)"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "False"
+
+
+def test_exact_search_ranks_like_the_clusters_knn(env):
+    """The ANN figure compares against real hits: exact search returns k documents, best first, with
+    cosine + 1 scores, and the same ids as the test cluster's (exact) kNN."""
+    from toolkit.devtools import send
+    from toolkit.evaluate import exact_query
+    from toolkit.search import SearchOptions, image_query, parse_response
+    from toolkit.textmodel.parity import cluster_embeddings
+
+    vector = cluster_embeddings(env.client, "trained-text", ["ein Foto von einem blauen Dreieck"])[0]
+    options = SearchOptions(k=3, filters=("label=blue-triangle", "label=red-circle"))
+    exact = parse_response(send(env.client, exact_query(vector, env.settings, options)))
+    knn = parse_response(send(env.client, image_query(vector, env.settings, options)))
+    assert len(exact.hits) == 3 and all(1.0 < h.score <= 2.0 for h in exact.hits)
+    assert [h.source["label"] for h in exact.hits] == ["blue-triangle"] * 3
+    assert [h.id for h in exact.hits] == [h.id for h in knn.hits]
+    assert exact.hits[0].score == pytest.approx(2 * knn.hits[0].score, abs=1e-5)  # knn: (1 + cos) / 2
