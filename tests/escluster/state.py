@@ -1222,10 +1222,11 @@ class Cluster:
         (``index.mapping.exclude_source_vectors``, PR #131907) still copies vectors (pinned by
         UpdateByQueryBasicTests.testUpdateByQueryIncludeVectors); a ``_source.excludes`` drops them.
         Without ``dest.pipeline`` the destination's ``default_pipeline`` runs (an ordinary index request).
-        A failed write stops the copy and is listed in ``failures``; the HTTP status is the highest failure
+        A failed write is listed in ``failures``; its batch (``source.size``, default 1000: one bulk request)
+        finishes, then the copy stops (``onBulkResponse``); the HTTP status is the highest failure
         status (BulkIndexByScrollResponseContentListener). ``wait_for_completion=false`` answers
-        ``{"task": "node:id"}`` and runs in the background (``GET _tasks/<id>``). Guesses: one batch of up to
-        10,000 refreshed documents; ``script`` and remote sources are refused; no slices, no throttling.
+        ``{"task": "node:id"}`` and runs in the background (``GET _tasks/<id>``). Guesses: at most 10,000
+        refreshed documents in all; ``script`` and remote sources are refused; no slices, no throttling.
         """
         if not isinstance(body, dict):
             raise ESError(400, "parse_exception", "request body is required")
@@ -1259,6 +1260,7 @@ class Cluster:
             raise ESError(400, "illegal_argument_exception",
                           f'conflicts may only be "proceed" or "abort" but was [{conflicts}]')
         max_docs = body.get("max_docs", body.get("size"))
+        batch_size = int(source.get("size") or 1000)  # the scroll size (AbstractBulkByScrollRequest default 1000)
         search_body: dict[str, Any] = {k: v for k, v in source.items() if k not in ("index", "size")}
         spec = search_body.get("_source")
         if spec is None:
@@ -1270,7 +1272,7 @@ class Cluster:
         views = self.views(",".join(names), {})  # resolves now: a missing source index is a 404 up front
 
         def run() -> tuple[int, dict[str, Any]]:
-            return self._run_reindex(views, search_body, dest, op, conflicts, max_docs, params)
+            return self._run_reindex(views, search_body, dest, op, conflicts, max_docs, params, batch_size)
 
         if params.get("wait_for_completion", "true") == "false":
             task_id = f"{self.node_ids[0]}:{len(self.tasks) + 1}"
@@ -1291,7 +1293,8 @@ class Cluster:
         return run()
 
     def _run_reindex(self, views: list[Any], search_body: dict[str, Any], dest: dict[str, Any], op: str,
-                     conflicts: str, max_docs: Any, params: dict[str, str]) -> tuple[int, dict[str, Any]]:
+                     conflicts: str, max_docs: Any, params: dict[str, str],
+                     batch_size: int) -> tuple[int, dict[str, Any]]:
         from . import search as search_mod
 
         started = time.monotonic()
@@ -1301,29 +1304,38 @@ class Cluster:
         counts = {"created": 0, "updated": 0, "noops": 0, "version_conflicts": 0}
         failures: list[dict[str, Any]] = []
         status = 200
-        for hit in found["hits"]["hits"]:
-            try:
-                code, item = self.write(op, str(dest["index"]), hit["_id"], copy.deepcopy(hit.get("_source") or {}),
-                                        pipeline=dest.get("pipeline"), routing=dest.get("routing"))
-            except ESError as exc:
-                if exc.status == 409 and conflicts == "proceed":
-                    counts["version_conflicts"] += 1
+        hits = found["hits"]["hits"]
+        batches = 0
+        # Each scroll batch is one bulk request: a failure lets its batch finish, then the copy stops
+        # (AbstractAsyncBulkByScrollAction.onBulkResponse -> finishHim with the failures).
+        for start in range(0, len(hits), batch_size):
+            batches += 1
+            for hit in hits[start:start + batch_size]:
+                try:
+                    code, item = self.write(op, str(dest["index"]), hit["_id"],
+                                            copy.deepcopy(hit.get("_source") or {}),
+                                            pipeline=dest.get("pipeline"), routing=dest.get("routing"))
+                except ESError as exc:
+                    counts["version_conflicts"] += exc.status == 409
+                    if exc.status == 409 and conflicts == "proceed":
+                        continue
+                    failures.append({"index": dest["index"], "id": hit["_id"], "cause": exc.error_object(),
+                                     "status": exc.status})
+                    status = max(status, exc.status)
                     continue
-                counts["version_conflicts"] += exc.status == 409
-                failures.append({"index": dest["index"], "id": hit["_id"], "cause": exc.error_object(),
-                                 "status": exc.status})
-                status = max(status, exc.status)
-                break  # a bulk failure ends the copy (AbstractAsyncBulkByScrollAction.onBulkResponse)
-            if item.get("result") == "noop":
-                counts["noops"] += 1
-            else:
-                counts["created" if code == 201 else "updated"] += 1
+                if item.get("result") == "noop":
+                    counts["noops"] += 1
+                else:
+                    counts["created" if code == 201 else "updated"] += 1
+            if failures:
+                break
         if params.get("refresh") in ("true", ""):
             self.refresh(str(dest["index"]), {})
         return status, {
             "took": int((time.monotonic() - started) * 1000), "timed_out": False,
-            "total": len(found["hits"]["hits"]), "updated": counts["updated"], "created": counts["created"],
-            "deleted": 0, "batches": 1, "version_conflicts": counts["version_conflicts"], "noops": counts["noops"],
+            "total": len(hits), "updated": counts["updated"], "created": counts["created"],
+            "deleted": 0, "batches": batches, "version_conflicts": counts["version_conflicts"],
+            "noops": counts["noops"],
             "retries": {"bulk": 0, "search": 0}, "throttled_millis": 0, "requests_per_second": -1.0,
             "throttled_until_millis": 0, "failures": failures,
         }

@@ -117,3 +117,16 @@ def test_wait_for_completion_false_returns_a_task_whose_result_is_stored(esclust
     assert state["task"]["description"] == "reindex from [a] to [b]"
     missing = call(url, "GET", "/_tasks/nope:1")
     assert missing.status == 404 and missing.body["error"]["type"] == "resource_not_found_exception"
+
+
+def test_a_failure_lets_its_batch_finish_then_stops_the_copy(escluster) -> None:
+    url = escluster.url
+    _two_indices(url)
+    call(url, "PUT", "/c", {"mappings": {"dynamic": "strict", "properties": {"t": {"type": "keyword"}}}})
+    call(url, "PUT", "/a/_doc/0?refresh=true", {"v": [1.0, 2.0, 0.0]})  # doc 0 holds v, which c does not map
+    for i in (1, 2):
+        call(url, "PUT", f"/a/_doc/{i}?refresh=true", {"t": f"x{i}"})
+    r = call(url, "POST", "/_reindex?refresh=true", {"source": {"index": "a", "size": 2, "sort": ["_doc"]},
+                                                     "dest": {"index": "c"}})
+    assert r.status == 400 and [f["id"] for f in r.body["failures"]] == ["0"]
+    assert r.body["created"] == 1 and r.body["batches"] == 1  # doc 1 (same batch) copied, doc 2 not
