@@ -72,6 +72,9 @@ DEFAULT_TEMPLATES: dict[str, tuple[str, ...]] = {
 #: ``num_candidates`` values of the ANN sweep, as multiples of k (capped at 10000, at least k).
 SWEEP_FACTORS = (1, 2, 5, 10, 20, 50)
 MAX_IMAGE_QUERIES = 200
+#: ANN fidelity runs exact search (every matching document is scored): at most this many prompts,
+#: evenly spaced over the labels and languages.
+MAX_ANN_QUERIES = 100
 
 
 @dataclass(frozen=True)
@@ -390,6 +393,7 @@ def evaluate(
     max_image_queries: int = MAX_IMAGE_QUERIES,
     ann: bool = True,
     sweep: Sequence[int] | None = None,
+    max_ann_queries: int = MAX_ANN_QUERIES,
     embedder: Any = None,
     index: str | None = None,
     on_progress: Callable[[str, int, int], None] | None = None,
@@ -405,7 +409,8 @@ def evaluate(
         like: leave-one-out image queries over the source's images (embedded locally).
         image_queries: held-out labeled query images (manifest or folder per label).
         max_image_queries: at most this many image queries (the first ones of the source).
-        ann: measure ANN fidelity against exact ``script_score`` search; ``sweep`` its num_candidates.
+        ann: measure ANN fidelity against exact ``script_score`` search; ``sweep`` its num_candidates;
+            ``max_ann_queries`` prompts at most (evenly spaced).
         embedder: an ``ImageEmbedder`` for image queries (default: the configured model).
 
     Raises:
@@ -418,8 +423,9 @@ def evaluate(
     options = SearchOptions(k=k, num_candidates=num_candidates, filters=tuple(filters), fields=(
         settings.fields.label, settings.fields.path))
     validate_options(options)
-    if max_image_queries < 1:
-        raise ValidationError("--max-image-queries must be at least 1", hint="fix --max-image-queries")
+    for flag, value in (("--max-image-queries", max_image_queries), ("--max-ann-queries", max_ann_queries)):
+        if value < 1:
+            raise ValidationError(f"{flag} must be at least 1, got {value}", hint=f"fix {flag}")
     labels = load_labels(labels_file)
     items, left_out = labeled_items(source)
     by_location = {_key(i.location): i.label for i in items}
@@ -477,7 +483,9 @@ def evaluate(
 
     # ANN fidelity
     if ann and prompts:
-        report.ann = _ann(client, settings, options, alias, prompts, sweep, record, progress)
+        step = max(1, math.ceil(len(prompts) / max_ann_queries))
+        report.ann = _ann(client, settings, options, alias, prompts[::step][:max_ann_queries], sweep, record,
+                          progress)
     return report
 
 

@@ -37,7 +37,8 @@ def report(env, tmp_path_factory):
 
     os.chdir(tmp)
     result = invoke(env, tmp, str(env.folder / "manifest.csv"), "--labels", str(write_translations(tmp / "l.yaml")),
-                    "--like", "-k", "3", "--sweep", "3,10,100", "--json", "--plot", str(tmp / "eval.png"))
+                    "--like", "-k", "3", "--sweep", "3,10,100", "--max-ann-queries", "40", "--json",
+                    "--plot", str(tmp / "eval.png"))
     assert result.exit_code == 0, result.output
     return json.loads(result.stdout), tmp
 
@@ -55,6 +56,7 @@ def test_eval_reports_every_figure_with_stable_keys(report):
     # The test cluster's kNN is exact: the approximation loses nothing at any num_candidates.
     assert data["ann"]["recall_at_default"] == 1.0
     assert [s["num_candidates"] for s in data["ann"]["sweep"]] == [3, 10, 100]
+    assert data["ann"]["queries"] == 36  # 108 prompts, every third one (at most 40)
     assert set(data["latency"]) == {"text", "image", "exact", "knn"}
     assert data["latency"]["text"]["queries"] == 108
     assert (tmp / "eval.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -106,7 +108,8 @@ BAD_FILES = {
     (["--plot", "eval.jpg"], ["the plot is a PNG file"]),
     (["--plot", "gone/eval.png"], ["its folder does not exist"]),
     (["-k", "0"], ["k must be between 1 and 10000", "-k"]),
-    (["--max-image-queries", "0", "--like"], ["--max-image-queries"]),
+    (["--max-image-queries", "0", "--like"], ["--max-image-queries must be at least 1"]),
+    (["--max-ann-queries", "0"], ["--max-ann-queries must be at least 1"]),
 ])
 def test_bad_input_names_the_flag(env, tmp_path, monkeypatch, args, words):
     monkeypatch.chdir(tmp_path)

@@ -45,6 +45,8 @@ def eval_command(
     sweep: Annotated[str | None, typer.Option(
         "--sweep", help="Comma-separated num_candidates for the ANN sweep (default k x 1,2,5,10,20,50).",
         show_default=False)] = None,
+    max_ann_queries: Annotated[int, typer.Option(
+        "--max-ann-queries", help="At most this many prompts (evenly spaced) for ANN fidelity.")] = 100,
     plot: Annotated[Path | None, typer.Option(
         "--plot", help="Write a PNG: recall vs num_candidates and per-language bars (needs matplotlib).",
         show_default=False)] = None,
@@ -88,7 +90,8 @@ def eval_command(
     report = evaluate(make_client(settings), settings, source=source, labels_file=labels,
                       languages=tuple(languages or ()), k=k, num_candidates=num_candidates,
                       filters=tuple(filters or ()), like=like, image_queries=image_queries,
-                      max_image_queries=max_image_queries, ann=ann, sweep=sweep_values, index=index,
+                      max_image_queries=max_image_queries, ann=ann, sweep=sweep_values,
+                      max_ann_queries=max_ann_queries, index=index,
                       on_progress=progress)
     if plot is not None:
         info(f"plot written to {write_plot(report, plot)}")
