@@ -56,7 +56,7 @@ if TYPE_CHECKING:
 #: Documents per ``_reindex`` batch (the scroll size).
 REINDEX_BATCH = 1000
 #: Documents re-embedded per ingest run (each page is one run of the ingest engine).
-REEMBED_PAGE = 500
+REEMBED_PAGE = 2000
 #: How far before the new index's creation a write counts as "during the migration" (clock skew, slow bulks).
 CATCH_UP_MARGIN = timedelta(minutes=5)
 #: At most this many document ids are compared when counts differ.
@@ -496,6 +496,7 @@ def reembed(client: Elasticsearch, settings: Settings, target: str, *, embedder:
     model = embedder or load_embedder(settings)
     indexed = failed = 0
     failed_ids: list[str] = []
+    attempted: set[str] = set()
     files: list[str] = []
     page = 0
     while True:
@@ -505,6 +506,15 @@ def reembed(client: Elasticsearch, settings: Settings, target: str, *, embedder:
         hits = (body.get("hits") or {}).get("hits") or []
         if not hits:
             return indexed, failed, files
+        again = [str(h["_id"]) for h in hits if str(h["_id"]) in attempted]
+        if again:
+            # Tried once in this call and still without a vector (failed, or a pipeline dropped it):
+            # left out from now on, or the same page would come back forever.
+            failed_ids += again
+            hits = [h for h in hits if str(h["_id"]) not in attempted]
+            if not hits:
+                continue
+        attempted.update(str(h["_id"]) for h in hits)
         page += 1
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
         failures_file = failures_dir / f"toolkit-migrate-failures-{target}-{stamp}-{page:05d}.jsonl"
@@ -521,9 +531,6 @@ def reembed(client: Elasticsearch, settings: Settings, target: str, *, embedder:
         if report.failed and report.failures_file:
             files.append(report.failures_file)
             failed_ids += _failed_ids(Path(report.failures_file))
-        if report.indexed == 0 and report.failed == 0:
-            # Nothing moved (all skipped): leave them out, or the same page would come back forever.
-            failed_ids += [str(h["_id"]) for h in hits]
 
 
 def _failed_ids(file: Path) -> list[str]:

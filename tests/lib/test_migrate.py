@@ -330,3 +330,16 @@ def test_an_old_model_writer_after_the_switch_is_reported(env: Any) -> None:
     report = _migrate(env, same_dims, image_model="fake-clip-v3", embedder=SameDims(), on_step=old_writer)
     assert report.switched and len(report.warnings) == 1
     assert "1 document(s) in images-000002 were written with another image model" in report.warnings[0]
+
+
+def test_a_pipeline_that_drops_the_new_vector_ends_the_re_embedding_and_blocks_the_switch(env: Any) -> None:
+    dropping = make_settings(env.cluster.url, **{"index.image_dims": 32, "index.pipeline": "drops-vectors"})
+
+    def on_step(step: str) -> None:
+        if step == "copy":  # after the plan installed its pipeline: make it lose the vector
+            env.client.ingest.put_pipeline(id="drops-vectors", processors=[
+                {"remove": {"field": "image_embedding", "ignore_missing": True}}])
+
+    with pytest.raises(CheckFailed, match="could not be re-embedded"):
+        _migrate(env, dropping, image_model="fake-clip-v2", embedder=SmallerEmbedder(), on_step=on_step)
+    assert _alias_target(env.client) == ["images-000001"]
