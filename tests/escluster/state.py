@@ -1219,8 +1219,9 @@ class Cluster:
         ``version_type``; ``validate()`` messages). Vectors: AbstractAsyncBulkByScrollAction
         ``prepareSearchRequest(needsVectors)`` sets ``exclude_vectors: false`` unless the request's
         ``_source`` says otherwise, so 9.2's vectors-excluded ``_source``
-        (``index.mapping.exclude_source_vectors``, PR #131907) still copies vectors (pinned by
-        UpdateByQueryBasicTests.testUpdateByQueryIncludeVectors); a ``_source.excludes`` drops them.
+        (``index.mapping.exclude_source_vectors``, PR #131907: "rehydrated transparently for ... reindex")
+        still copies vectors (PR #130834 "Ensure vectors are always included in reindex actions", before
+        9.2; pinned by ReindexBasicTests.testReindexIncludeVectors); a ``_source.excludes`` drops them.
         Without ``dest.pipeline`` the destination's ``default_pipeline`` runs (an ordinary index request).
         A failed write is listed in ``failures``; its batch (``source.size``, default 1000: one bulk request)
         finishes, then the copy stops (``onBulkResponse``); the HTTP status is the highest failure
