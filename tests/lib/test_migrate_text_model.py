@@ -127,3 +127,18 @@ def test_the_new_text_model_must_be_uploaded_before_the_copy(env: Any, escluster
 
     with pytest.raises(DimsMismatch, match="outputs 16 dims but index.caption_dims is 8"):
         migrate.check_text_model(env, new)
+
+
+def test_both_models_at_once_re_embed_images_and_captions(env: Any, escluster: Any, tmp_path: Path) -> None:
+    from tests.lib.test_migrate import SmallerEmbedder
+
+    both = make_settings(escluster.url, **{"index.caption_dims": DIMS, "text_model.model_id": "text-b",
+                                           "index.pipeline": "toolkit-caption-embedding-2", "index.image_dims": 32})
+    plan = migrate.make_plan(migrate.read_current(env, both), both, image_model="fake-clip-v2")
+    assert plan.kind == "re-embed images + re-embed captions"
+    assert plan.copy_dest["pipeline"] == "_none"  # the re-embedding writes through the new pipeline
+    report = migrate.run_migration(env, both, plan, embedder=SmallerEmbedder(), failures_dir=tmp_path)
+    assert report.switched and report.new_count == N
+    docs = _docs(env)
+    assert {d["caption_model"] for d in docs} == {"text-b"} and {d["image_model"] for d in docs} == {"fake-clip-v2"}
+    assert all(len(d["image_embedding"]) == 32 and d["caption_embedding"][0] == -1.0 for d in docs)
