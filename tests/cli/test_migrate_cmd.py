@@ -52,6 +52,11 @@ def test_dry_run_prints_the_plan_as_console_requests_and_changes_nothing(esclust
     assert '"is_write_index": true' in out
     assert requests.get(f"{escluster.url}/_cat/indices?format=json").json() == before
     assert _alias(escluster.url) == ["images-000001"]
+    code, out = migrate(escluster.url, "--index-options", "int4_hnsw", "--dry-run", "--json")
+    assert code == 0, out
+    parsed = json.loads(out)
+    assert parsed["plan"]["to"] == "images-000002" and parsed["plan"]["kind"] == "reindex"
+    assert parsed["devtools"].startswith("# toolkit migrate: images images-000001 -> images-000002")
 
 
 def test_migrate_switches_then_rollback_and_cleanup(escluster: Any, tmp_path: Path) -> None:

@@ -85,7 +85,10 @@ def migrate_command(
     current = migrate.read_current(client, settings)
     plan = migrate.make_plan(current, settings, reembed_images=reembed_images)
     if dry_run:
-        print_text(migrate.render_plan(plan, settings))
+        if as_json:
+            print_json({"plan": plan.as_json(), "devtools": migrate.render_plan(plan, settings)})
+        else:
+            print_text(migrate.render_plan(plan, settings))
         return
     if not plan.changes:
         if as_json:
