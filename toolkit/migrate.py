@@ -20,8 +20,10 @@ What each kind of change does:
   existing output field (``InferenceResults.setOrAppendValue``), so a kept old vector would make two.
 
 Writes that land in the old index while this runs are caught up before the switch (documents whose
-``ingested_at`` is after the migration began, copied again) and once more right after it (documents
-written between the last catch-up and the switch, ``op_type: create``).
+``ingested_at`` is after the migration began, copied again; then the ids of both indices are compared:
+documents written without ``ingested_at`` are copied by id, deleted ones removed from the new index)
+and once more right after it (documents written between the last catch-up and the switch,
+``op_type: create``).
 
 Example::
 
