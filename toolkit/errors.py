@@ -21,7 +21,7 @@
     ├── ItemsFailed                    ingest finished but some items failed (failures file named)
     └── CheckFailed                    doctor/smoke found failures (results attached)
 
-Only the CLI turns these into words and exit codes (`toolkit.cli.errors`); every class has its own
+Only the CLI turns these into words and exit codes (`toolkit.cli.output.print_error`); every class has its own
 exit code so scripts can tell failures apart.
 """
 
