@@ -112,6 +112,12 @@ class ElasticsearchSettings(_Section):
         key = v.get_secret_value()
         if key.lower().startswith(("apikey ", "bearer ", "basic ")):
             raise ValueError("the API key starts with an Authorization scheme ('ApiKey ...'): give the key alone")
+        if key.startswith("{"):
+            raise ValueError("the API key is a JSON document (the whole create-API-key response?): give its "
+                             "'encoded' value alone")
+        if len(key) > 4096:
+            raise ValueError(f"the API key is {len(key)} characters long; an Elasticsearch API key is about 60 "
+                             "(the 'encoded' value of the create-API-key response)")
         if not _API_KEY_RE.match(key):
             raise ValueError("the API key has a space, line break, control or non-ASCII character inside it; "
                              "an API key is one word: the 'encoded' value of the create-API-key response, "

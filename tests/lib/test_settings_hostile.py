@@ -49,6 +49,8 @@ def test_whitespace_only_variables_count_as_unset(value: str) -> None:
     ("abc\ndef", "space, line break"),
     ("ключ", "non-ASCII"),
     ("ApiKey Zm9vOmJhcg==", "give the key alone"),
+    ('{"id":"i","api_key":"k","encoded":"Zm9vOmJhcg=="}', "'encoded' value alone"),
+    ("A" * 5000, "5000 characters long"),
 ])
 def test_an_api_key_that_cannot_be_one_is_refused_without_quoting_it(key: str, words: str) -> None:
     exc = error({"ES_API_KEY": key})
