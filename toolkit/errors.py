@@ -333,7 +333,9 @@ def from_elasticsearch(exc: BaseException, *, doing: str = "") -> ToolkitError:
         said = reason if len(reason) <= _MAX_REASON else f"{reason[:_MAX_REASON]}... ({len(reason)} characters)"
         if status == 401:
             return AuthenticationFailed(f"{prefix}authentication failed: {said}",
-                                        hint="check ES_API_KEY, or ES_USERNAME and ES_PASSWORD")
+                                        hint="check ES_API_KEY (the 'encoded' value of the create-API-key response, or "
+                                             "id:api_key; not the 'api_key' field alone), or ES_USERNAME and "
+                                             "ES_PASSWORD")
         if status == 403 and "license" in reason and "non-compliant" in reason:
             return LicenseError(f"{prefix}{said}",
                                 hint="this needs a Platinum/Enterprise license or a trial: "
