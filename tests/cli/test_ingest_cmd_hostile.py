@@ -97,3 +97,22 @@ def test_the_summary_shows_relative_paths_and_the_file_keeps_absolute_ones(
     assert f"    {Path('imgs') / 'broken.jpg'}: " in result.stderr
     record: Any = json.loads((tmp_path / "f.jsonl").read_text())
     assert record["location"] == str(tmp_path / "imgs" / "broken.jpg")
+
+
+def test_a_second_ctrl_c_while_stopping_is_absorbed_with_a_note(capfd: pytest.CaptureFixture[str]) -> None:
+    # Before: the second Ctrl-C (pressed while the first one's cleanup ran) was a traceback.
+    from toolkit.cli.ingest_cmd import _StopSignals
+
+    main = threading.main_thread().ident
+    assert main is not None
+    with _StopSignals() as signals:
+        with pytest.raises(KeyboardInterrupt):
+            signal.pthread_kill(main, signal.SIGINT)
+            for _ in range(1000):  # the handler runs between bytecodes
+                pass
+        signal.pthread_kill(main, signal.SIGINT)  # absorbed: no exception
+        for _ in range(1000):
+            pass
+    assert signals.received == 2 and not signals.terminated
+    assert "stopping: writing the failures file" in capfd.readouterr().err
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored

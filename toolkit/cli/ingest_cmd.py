@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import atexit
+import os
 import signal
 import threading
 from pathlib import Path
@@ -113,10 +115,18 @@ def ingest_command(
             hint="drop the column flags, or pass the manifest (--kind manifest for another extension)")
     client = make_client(settings)
 
-    with _sigterm_as_interrupt() as terminated:
+    with _StopSignals() as signals:
         report = _run_with_progress(lambda on_progress, on_precision: ingest(
             client, settings, source=items, resume=resume, failures_file=failures_file,
             on_progress=on_progress, on_precision=on_precision), quiet=as_json)
+        # Still under the handlers: a second Ctrl-C while the summary is written is absorbed.
+        _finish(report, items=items, retry_failures=retry_failures, as_json=as_json,
+                terminated=signals.terminated)
+
+
+def _finish(report: Any, *, items: Any, retry_failures: Path | None, as_json: bool, terminated: bool) -> None:
+    """Print the summary; raise the exit the report calls for."""
+    from toolkit.errors import ValidationError
 
     if as_json:
         print_json(report.as_json())
@@ -146,34 +156,34 @@ def ingest_command(
                           hint=f"fix them, then `toolkit ingest --retry-failures {report.failures_file}`")
 
 
-class _Terminated:
-    """Whether SIGTERM arrived (true-ish), set by :func:`_sigterm_as_interrupt`."""
+class _StopSignals:
+    """During the run: the first Ctrl-C or SIGTERM stops it (``KeyboardInterrupt``: summary, failures
+    file, exit 130 or 143) instead of killing the process with items in flight unrecorded; a second
+    one is absorbed with a note while the summary is written; a third stops at once."""
 
-    def __init__(self) -> None:
-        self.seen = False
-
-    def __bool__(self) -> bool:
-        return self.seen
-
-
-class _sigterm_as_interrupt:  # noqa: N801 - used as a context manager, like contextlib's
-    """During the run, SIGTERM stops it like Ctrl-C (summary, failures file, exit 143) instead of
-    killing the process with items in flight unrecorded."""
-
-    def __enter__(self) -> _Terminated:
-        self.flag = _Terminated()
-        self.previous: Any = None
+    def __enter__(self) -> _StopSignals:
+        self.terminated = False
+        self.received = 0
+        self.previous: dict[int, Any] = {}
         if threading.current_thread() is threading.main_thread():
-            def handler(signum: int, frame: Any) -> None:
-                self.flag.seen = True
-                raise KeyboardInterrupt
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self.previous[sig] = signal.signal(sig, self._handler)
+        return self
 
-            self.previous = signal.signal(signal.SIGTERM, handler)
-        return self.flag
+    def _handler(self, signum: int, frame: Any) -> None:
+        self.received += 1
+        self.terminated = self.terminated or signum == signal.SIGTERM
+        if self.received == 2:
+            os.write(2, b"stopping: writing the failures file and the summary (Ctrl-C again to quit now)\n")
+            return
+        raise KeyboardInterrupt
 
     def __exit__(self, *exc: object) -> None:
-        if self.previous is not None:
-            signal.signal(signal.SIGTERM, self.previous)
+        for sig, previous in self.previous.items():
+            signal.signal(sig, previous)
+        if self.received:
+            # The interpreter's teardown (torch's finalizers) must not turn a late Ctrl-C into a traceback.
+            atexit.register(signal.signal, signal.SIGINT, signal.SIG_IGN)
 
 
 def _print_error_line(exc: Any) -> None:

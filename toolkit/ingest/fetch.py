@@ -383,7 +383,11 @@ def _download_once(url: str, *, timeout: float, max_bytes: int, downloads: Downl
 
 
 def _no_secret(text: str, url: str) -> str:
-    password = urlsplit(url).password if "@" in url else None
+    """``text`` (an exception's message) without the password of ``url`` in it."""
+    try:
+        password = urlsplit(url).password if "@" in url else None
+    except ValueError:
+        password = None
     return text.replace(password, MASK) if password else text
 
 
