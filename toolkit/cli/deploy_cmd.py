@@ -8,7 +8,7 @@ import typer
 from rich.markup import escape
 
 from toolkit.cli import ConfigOpt, EsUrlOpt, JsonOpt, app, settings_from
-from toolkit.cli.output import err, info, print_json, print_text
+from toolkit.cli.output import err, info, print_json, print_text, scrub
 
 ModelIdOpt = Annotated[str | None, typer.Option(
     "--model-id", help="Trained model id in the cluster (text_model.model_id; default: derived from --model "
@@ -29,18 +29,18 @@ class _RichProgress:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn
 
         self.progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
-                                 MofNCompleteColumn(), TextColumn("{task.fields[detail]}"), console=err,
+                                 MofNCompleteColumn(), TextColumn("{task.fields[detail]}", markup=False), console=err,
                                  transient=False)
         self.tasks: dict[str, Any] = {}
 
     def __call__(self, stage: str, done: int, total: int | None, detail: str) -> None:
         label = _STAGES.get(stage, stage)
         if stage not in self.tasks:
-            self.tasks[stage] = self.progress.add_task(label, total=total, detail=detail)
+            self.tasks[stage] = self.progress.add_task(label, total=total, detail=scrub(detail))
         task = self.tasks[stage]
         fields: dict[str, Any] = {"completed": done, "total": total}
         if detail:
-            fields["detail"] = detail
+            fields["detail"] = scrub(detail)  # file names, model ids: text, never markup or escapes
         self.progress.update(task, **fields)
 
     def __enter__(self) -> _RichProgress:
