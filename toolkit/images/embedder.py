@@ -345,11 +345,21 @@ class ClipImageEmbedder(ImageEmbedder):
 
             import torch
 
+            # The image path never runs CLIP's text tower: leave it out of the copy (about 40% of the
+            # copy-and-quantize time on ViT-B/32; the copy cannot embed text, which nothing asks of it).
+            clip = getattr(self.model[0], "model", None)
+            text = getattr(clip, "text_model", None)
+            try:
+                if text is not None:
+                    clip.text_model = None  # type: ignore[union-attr]
+                copied = copy.deepcopy(self.model)
+            finally:
+                if text is not None:
+                    clip.text_model = text  # type: ignore[union-attr]
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # torch.ao.quantization's deprecation notice
-                self._int8_model = torch.ao.quantization.quantize_dynamic(
-                    copy.deepcopy(self.model), {torch.nn.Linear}, dtype=torch.qint8,  # type: ignore[no-untyped-call]
-                ).eval()
+                self._int8_model = torch.ao.quantization.quantize_dynamic(  # type: ignore[no-untyped-call]
+                    copied, {torch.nn.Linear}, dtype=torch.qint8, inplace=True).eval()
         return self._int8_model
 
     def _run(self, pixel_values: torch.Tensor, precision: str) -> np.ndarray:

@@ -108,6 +108,9 @@ def test_int8_passes_the_default_guard_and_runs_int8(tiny_clip_dir: Path, batch:
     assert embedder.choice.min_cosine is not None and 0.995 <= embedder.choice.min_cosine < 1.0
     # Later batches run the quantized model: the same vectors as the first batch's int8 ones.
     np.testing.assert_allclose(embedder.embed_batch(batch), first, atol=1e-5)
+    # The fp32 model keeps its text tower (left out of the quantized copy only).
+    assert embedder.model[0].model.text_model is not None
+    assert embedder._int8()[0].model.text_model is None
 
 
 def test_a_threshold_no_precision_meets_falls_back_to_fp32(tiny_clip_dir: Path, batch: torch.Tensor,
