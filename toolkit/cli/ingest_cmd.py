@@ -59,6 +59,11 @@ def ingest_command(
         "--strict/--no-strict", help="With an explicit reduced precision: stop when it disagrees with fp32 "
                                      "on the first batch instead of falling back to fp32 "
                                      "(image_model.strict_precision).", show_default=False)] = None,
+    engine: Annotated[str, typer.Option(
+        "--engine", help="local (this process) | ray (a Ray cluster; pip install \"toolkit[ray]\").")] = "local",
+    ray_address: Annotated[str | None, typer.Option(
+        "--ray-address", help="With --engine ray: auto (this node's cluster) | ray://HEAD:10001; default: "
+                              "RAY_ADDRESS, else start Ray on this machine.", show_default=False)] = None,
     as_json: JsonOpt = False,
     config: ConfigOpt = None,
     es_url: EsUrlOpt = None,
@@ -92,6 +97,10 @@ def ingest_command(
         raise ValidationError("--failures-file is the file being retried: writing it would lose the records "
                               "not yet read", hint="drop --failures-file (a new file is written) or name "
                                                    "another file")
+    if engine not in ("local", "ray"):
+        raise ValidationError(f"unknown --engine {engine!r}", hint="use --engine local | ray")
+    if ray_address is not None and engine != "ray":
+        raise ValidationError("--ray-address applies to --engine ray only", hint="add --engine ray")
     if kind not in SOURCE_KINDS:
         raise ValidationError(f"unknown --kind {kind!r}", hint=f"use --kind {' | '.join(SOURCE_KINDS)}")
     column_flags = [flag for flag, value in (
@@ -114,9 +123,17 @@ def ingest_command(
             f"{source if source is not None else retry_failures} is read as {getattr(items, 'kind', '?')}",
             hint="drop the column flags, or pass the manifest (--kind manifest for another extension)")
     client = make_client(settings)
+    run: Any = ingest
+    if engine == "ray":
+        from functools import partial
+
+        from toolkit.ingest.ray_engine import RayOptions, import_ray, ingest_ray
+
+        import_ray()  # not installed: the install hint before anything starts
+        run = partial(ingest_ray, options=RayOptions(address=ray_address))
 
     with _StopSignals() as signals:
-        report = _run_with_progress(lambda on_progress, on_precision: ingest(
+        report = _run_with_progress(lambda on_progress, on_precision: run(
             client, settings, source=items, resume=resume, failures_file=failures_file,
             on_progress=on_progress, on_precision=on_precision), quiet=as_json)
         # Still under the handlers: a second Ctrl-C while the summary is written is absorbed.
@@ -178,12 +195,15 @@ class _StopSignals:
             return
         raise KeyboardInterrupt
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
         for sig, previous in self.previous.items():
             signal.signal(sig, previous)
         if self.received:
             # The interpreter's teardown (torch's finalizers) must not turn a late Ctrl-C into a traceback.
             atexit.register(signal.signal, signal.SIGINT, signal.SIG_IGN)
+        if exc_type is KeyboardInterrupt and self.terminated:  # before any item (loading the model)
+            err.print("terminated")
+            raise typer.Exit(143)
 
 
 def _print_error_line(exc: Any) -> None:
