@@ -114,3 +114,19 @@ def test_summary_lists_skipped_examples_under_their_own_reason(config: Path, tmp
     assert lines[already + 1:already + 3] == ["m.csv:2: already indexed (--resume)",
                                               "m.csv:3: already indexed (--resume)"]
     assert lines[duplicate + 1].startswith("m.csv:4: duplicate id in the source")
+
+
+def test_a_file_name_with_a_newline_or_escape_stays_on_one_summary_line(config: Path, tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """A name holding a newline would fake a line of output; an escape would drive the terminal."""
+    monkeypatch.chdir(tmp_path)
+    folder = tmp_path / "imgs"
+    good_images(folder, 1)
+    (folder / "evil\nfailed 0 at nothing\x1b[2J.jpg").write_bytes(b"not an image at all")
+    result = runner.invoke(app, ["ingest", str(folder), "--config", str(config)])
+    assert result.exit_code == ItemsFailed.exit_code, result.output
+    lines = result.stderr.splitlines()
+    assert not any(line.startswith("failed 0 at nothing") for line in lines)
+    assert "\x1b" not in result.stderr
+    (shown,) = [line for line in lines if "evil" in line]
+    assert "evil\\nfailed 0 at nothing\\x1b[2J.jpg" in shown

@@ -235,7 +235,12 @@ def _run_with_progress(run: Any, *, quiet: bool) -> Any:
 
 
 def _print_summary(report: Any) -> None:
+    from toolkit.images.sources import printable
     from toolkit.ingest.ledger import shown_location
+
+    def name(text: str) -> str:
+        """An item's name on one line: a newline or escape in a file name cannot fake or split output."""
+        return escape(printable(text))
 
     state = "done" if report.complete else ("interrupted" if report.interrupted else "stopped")
     info(f"ingest {state}: [bold]{report.seen}[/] seen, [green]{report.indexed} indexed[/], "
@@ -245,11 +250,12 @@ def _print_summary(report: Any) -> None:
         info(f"  skipped {n}: {escape(reason)}")
         # Each example under its own reason (its text starts with the reason, then the detail).
         for example in [e for e in report.skipped_examples if e["reason"].startswith(reason)][:5]:
-            info(f"    {escape(example['position'] or example['id'])}: {escape(example['reason'])}")
+            info(f"    {name(example['position'] or example['id'])}: {escape(example['reason'])}")
     for stage, n in sorted(report.failed_reasons.items()):
         info(f"  failed {n} at {stage}")
         for example in (e for e in report.failed_examples if e["stage"] == stage):
-            info(f"    {escape(example['location'])}: {escape(example['reason'])}")
+            shown = example.get("location") or example.get("position") or example.get("id") or "?"
+            info(f"    {name(shown)}: {escape(example['reason'])}")
     if report.ignored_files:
         info(f"  {report.ignored_files} files without an image extension were not read")
     if report.precision:
@@ -265,7 +271,7 @@ def _print_summary(report: Any) -> None:
     if report.unsaved_failures:
         info(f"failed items not saved to a file ({escape(str(report.failures_write_error))}):")
         for record in report.unsaved_failures:
-            info(f"  {escape(shown_location(str(record.get('location') or record.get('id') or '')))} "
+            info(f"  {name(shown_location(str(record.get('location') or record.get('id') or '')))} "
                  f"[{escape(str(record.get('stage')))}]: {escape(str(record.get('reason')))}")
     if not report.complete:
         info("run the same command with --resume to finish")
