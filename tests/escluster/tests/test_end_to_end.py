@@ -2,65 +2,20 @@
 
 from __future__ import annotations
 
-import base64
-import io
-
 import pytest
 from elasticsearch import Elasticsearch, helpers
 
-VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "dog", "cat", "snow"]
-DIMS = 4
+from tests.escluster.tests.scripted_model import DIMS, deploy_with_client, mean_embedding
 
 
 @pytest.fixture(scope="module")
 def definition() -> bytes:
-    """A scripted model: the masked mean of a fixed token embedding table, [batch, 4]."""
-    import torch
-
-    class MeanEmbedding(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            table = torch.arange(len(VOCAB) * DIMS, dtype=torch.float32).reshape(len(VOCAB), DIMS)
-            self.table = torch.nn.Parameter(table / 10.0 + 0.1)
-
-        def forward(
-            self,
-            input_ids: torch.Tensor,
-            attention_mask: torch.Tensor,
-            token_type_ids: torch.Tensor,
-            position_ids: torch.Tensor,
-        ) -> torch.Tensor:
-            mask = attention_mask.unsqueeze(-1).to(torch.float32)
-            return (self.table[input_ids] * mask).sum(1) / mask.sum(1).clamp(min=1.0)
-
-    buffer = io.BytesIO()
-    torch.jit.save(torch.jit.script(MeanEmbedding()), buffer)
-    return buffer.getvalue()
-
-
-def deploy(es: Elasticsearch, definition: bytes, model_id: str = "tiny") -> None:
-    es.ml.put_trained_model(
-        model_id=model_id,
-        model_type="pytorch",
-        input={"field_names": ["text_field"]},
-        inference_config={
-            "text_embedding": {"tokenization": {"bert": {"do_lower_case": True}}, "embedding_size": DIMS}
-        },
-    )
-    es.ml.put_trained_model_definition_part(
-        model_id=model_id,
-        part=0,
-        definition=base64.b64encode(definition).decode(),
-        total_definition_length=len(definition),
-        total_parts=1,
-    )
-    es.ml.put_trained_model_vocabulary(model_id=model_id, vocabulary=VOCAB)
-    es.ml.start_trained_model_deployment(model_id=model_id, wait_for="started")
+    return mean_embedding()
 
 
 def test_inference_pipeline_bulk_and_knn(escluster, definition):
     es = Elasticsearch(escluster.url)
-    deploy(es, definition)
+    deploy_with_client(es, definition, embedding_size=DIMS)
     es.ingest.put_pipeline(
         id="embed",
         processors=[
@@ -110,7 +65,7 @@ def test_inference_pipeline_bulk_and_knn(escluster, definition):
 def test_inference_processor_on_basic_license_fails_the_item(escluster_factory, definition):
     handle = escluster_factory(license="trial")
     es = Elasticsearch(handle.url)
-    deploy(es, definition)
+    deploy_with_client(es, definition, embedding_size=DIMS)
     es.ingest.put_pipeline(
         id="embed",
         processors=[

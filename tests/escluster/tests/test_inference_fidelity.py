@@ -15,16 +15,13 @@ vector (at the root when ``output_field`` has no dot) and ``is_truncated: true``
 
 from __future__ import annotations
 
-import base64
-import io
 from typing import Any
 
 import pytest
 
 from tests.escluster.testing import Handle, call
+from tests.escluster.tests.scripted_model import DIMS, VOCAB, definition_part, mean_embedding
 
-VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "dog", "cat", "snow"]
-DIMS = 4
 MAX_SEQ = 6  # [CLS] + 4 tokens + [SEP]
 SHORT = "dog cat"  # 4 tokens with specials
 EXACT = "dog cat snow dog"  # 6 with specials: fits, not truncated
@@ -35,28 +32,7 @@ MUST_DEPLOY = "Model [{id}] must be deployed to use. Please deploy with the star
 
 @pytest.fixture(scope="module")
 def definition() -> bytes:
-    """A scripted model: the masked mean of a fixed token embedding table, [batch, 4]."""
-    import torch
-
-    class MeanEmbedding(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            table = torch.arange(len(VOCAB) * DIMS, dtype=torch.float32).reshape(len(VOCAB), DIMS)
-            self.table = torch.nn.Parameter(table / 10.0 + 0.1)
-
-        def forward(
-            self,
-            input_ids: torch.Tensor,
-            attention_mask: torch.Tensor,
-            token_type_ids: torch.Tensor,
-            position_ids: torch.Tensor,
-        ) -> torch.Tensor:
-            mask = attention_mask.unsqueeze(-1).to(torch.float32)
-            return (self.table[input_ids] * mask).sum(1) / mask.sum(1).clamp(min=1.0)
-
-    buffer = io.BytesIO()
-    torch.jit.save(torch.jit.script(MeanEmbedding()), buffer)
-    return buffer.getvalue()
+    return mean_embedding()
 
 
 def ok(reply: Any) -> Any:
@@ -70,11 +46,7 @@ def upload(es: Handle, definition: bytes, model_id: str = "tiny", task: str = "t
         options["embedding_size"] = DIMS
     config = {"model_type": "pytorch", "input": {"field_names": ["text_field"]}, "inference_config": {task: options}}
     ok(call(es.url, "PUT", f"/_ml/trained_models/{model_id}", config))
-    part = {
-        "definition": base64.b64encode(definition).decode(),
-        "total_definition_length": len(definition),
-        "total_parts": 1,
-    }
+    part = definition_part(definition, len(definition), 1)
     ok(call(es.url, "PUT", f"/_ml/trained_models/{model_id}/definition/0", part))
     ok(call(es.url, "PUT", f"/_ml/trained_models/{model_id}/vocabulary", {"vocabulary": VOCAB}))
 

@@ -6,7 +6,6 @@ tiny TorchScript model scripted here, so they run in well under a second each.
 
 from __future__ import annotations
 
-import base64
 import io
 from typing import Any
 
@@ -14,36 +13,15 @@ import pytest
 
 from tests.escluster.errors import ESError
 from tests.escluster.ml import MLStore
+from tests.escluster.tests.scripted_model import DIMS, DirectML, definition_part, mean_embedding
 
 VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "dog", "cat", "snow", "##s", "собака", "猫"]
-DIMS = 4
 
 
 @pytest.fixture(scope="module")
 def definition() -> bytes:
-    """A scripted model: the masked mean of a fixed token embedding table, [batch, 4]."""
-    import torch
-
-    class MeanEmbedding(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            table = torch.arange(len(VOCAB) * DIMS, dtype=torch.float32).reshape(len(VOCAB), DIMS)
-            self.table = torch.nn.Parameter(table / 10.0)
-
-        def forward(
-            self,
-            input_ids: torch.Tensor,
-            attention_mask: torch.Tensor,
-            token_type_ids: torch.Tensor,
-            position_ids: torch.Tensor,
-        ) -> torch.Tensor:
-            mask = attention_mask.unsqueeze(-1).to(torch.float32)
-            summed = (self.table[input_ids] * mask).sum(1)
-            return summed / mask.sum(1).clamp(min=1.0)
-
-    buffer = io.BytesIO()
-    torch.jit.save(torch.jit.script(MeanEmbedding()), buffer)
-    return buffer.getvalue()
+    """The shared scripted model over this file's vocabulary, table rows ``(i * DIMS + d) / 10``."""
+    return mean_embedding(VOCAB, bias=0.0)
 
 
 def expected_embedding(token_ids: list[int]) -> list[float]:
@@ -51,7 +29,7 @@ def expected_embedding(token_ids: list[int]) -> list[float]:
     return [sum(r[d] for r in rows) / len(rows) for d in range(DIMS)]
 
 
-class Cluster:
+class Cluster(DirectML):
     """The ML store with a settable license, ML node count and ML memory."""
 
     def __init__(self) -> None:
@@ -63,16 +41,6 @@ class Cluster:
             ml_nodes=lambda: self.nodes,
             ml_memory_bytes=lambda: self.memory,
         )
-
-    def __call__(self, method: str, path: str, body: Any = None, **params: Any) -> Any:
-        status, out = self.ml.handle(method, path.split("/"), {k: str(v) for k, v in params.items()}, body)
-        assert status == 200
-        return out
-
-    def error(self, method: str, path: str, body: Any = None, **params: Any) -> ESError:
-        with pytest.raises(ESError) as info:
-            self(method, path, body, **params)
-        return info.value
 
 
 def config(task: str = "text_embedding", **tokenization: Any) -> dict[str, Any]:
@@ -90,15 +58,7 @@ def upload(c: Cluster, model_id: str, data: bytes, *, parts: int = 2, vocab: boo
     size = -(-len(data) // parts)
     for i in range(parts):
         chunk = data[i * size : (i + 1) * size]
-        c(
-            "PUT",
-            f"trained_models/{model_id}/definition/{i}",
-            {
-                "definition": base64.b64encode(chunk).decode(),
-                "total_definition_length": len(data),
-                "total_parts": parts,
-            },
-        )
+        c("PUT", f"trained_models/{model_id}/definition/{i}", definition_part(chunk, len(data), parts))
     if vocab:
         c("PUT", f"trained_models/{model_id}/vocabulary", {"vocabulary": VOCAB})
 
@@ -348,15 +308,7 @@ def test_start_without_definition_is_404(c: Cluster) -> None:
 
 def test_start_with_missing_part_is_truncated(c: Cluster, definition: bytes) -> None:
     c("PUT", "trained_models/tiny", config())
-    c(
-        "PUT",
-        "trained_models/tiny/definition/0",
-        {
-            "definition": base64.b64encode(definition[:100]).decode(),
-            "total_definition_length": len(definition),
-            "total_parts": 2,
-        },
-    )
+    c("PUT", "trained_models/tiny/definition/0", definition_part(definition[:100], len(definition), 2))
     c("PUT", "trained_models/tiny/vocabulary", {"vocabulary": VOCAB})
     err = c.error("POST", "trained_models/tiny/deployment/_start")
     assert (err.status, err.type) == (400, "status_exception")
@@ -365,15 +317,7 @@ def test_start_with_missing_part_is_truncated(c: Cluster, definition: bytes) -> 
 
 def test_start_with_lengths_not_adding_up_is_truncated(c: Cluster, definition: bytes) -> None:
     c("PUT", "trained_models/tiny", config())
-    c(
-        "PUT",
-        "trained_models/tiny/definition/0",
-        {
-            "definition": base64.b64encode(definition).decode(),
-            "total_definition_length": len(definition) + 2,
-            "total_parts": 1,
-        },
-    )
+    c("PUT", "trained_models/tiny/definition/0", definition_part(definition, len(definition) + 2, 1))
     c("PUT", "trained_models/tiny/vocabulary", {"vocabulary": VOCAB})
     err = c.error("POST", "trained_models/tiny/deployment/_start")
     assert (err.status, err.type) == (400, "status_exception")
@@ -601,15 +545,7 @@ def test_pass_through_model_with_default_input_field(c: Cluster, ones_definition
         "inference_config": {"pass_through": {"tokenization": {"bert": {"with_special_tokens": False}}}},
     }
     c("PUT", "trained_models/simple", body)
-    c(
-        "PUT",
-        "trained_models/simple/definition/0",
-        {
-            "definition": base64.b64encode(ones_definition).decode(),
-            "total_definition_length": len(ones_definition),
-            "total_parts": 1,
-        },
-    )
+    c("PUT", "trained_models/simple/definition/0", definition_part(ones_definition, len(ones_definition), 1))
     c("PUT", "trained_models/simple/vocabulary", {"vocabulary": ["[PAD]", "[UNK]", "my", "words"]})
     c("POST", "trained_models/simple/deployment/_start", cache_size="10kb", wait_for="started")
     assert c("POST", "trained_models/simple/deployment/_infer", {"docs": [{"input": "my words"}]}) == {

@@ -7,49 +7,24 @@ no test waits on time; the last tests go over HTTP with the official client agai
 
 from __future__ import annotations
 
-import base64
-import io
 from typing import Any
 
 import pytest
 from elasticsearch import ConflictError, Elasticsearch, NotFoundError
 
-from tests.escluster.errors import ESError
 from tests.escluster.ml import MLStore
+from tests.escluster.tests.scripted_model import VOCAB, DirectML, definition_part, deploy_with_client, mean_embedding
 
-VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "dog", "cat", "snow"]
-DIMS = 4
 T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z in epoch ms
 MINUTE = 60_000
 
 
 @pytest.fixture(scope="module")
 def definition() -> bytes:
-    """A scripted model: the masked mean of a fixed token embedding table, [batch, 4]."""
-    import torch
-
-    class MeanEmbedding(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            table = torch.arange(len(VOCAB) * DIMS, dtype=torch.float32).reshape(len(VOCAB), DIMS)
-            self.table = torch.nn.Parameter(table / 10.0 + 0.1)
-
-        def forward(
-            self,
-            input_ids: torch.Tensor,
-            attention_mask: torch.Tensor,
-            token_type_ids: torch.Tensor,
-            position_ids: torch.Tensor,
-        ) -> torch.Tensor:
-            mask = attention_mask.unsqueeze(-1).to(torch.float32)
-            return (self.table[input_ids] * mask).sum(1) / mask.sum(1).clamp(min=1.0)
-
-    buffer = io.BytesIO()
-    torch.jit.save(torch.jit.script(MeanEmbedding()), buffer)
-    return buffer.getvalue()
+    return mean_embedding()
 
 
-class Store:
+class Store(DirectML):
     """The ML store with settable license, ingest pipelines and clock."""
 
     def __init__(self) -> None:
@@ -64,16 +39,6 @@ class Store:
             clock=lambda: self.now,
         )
 
-    def __call__(self, method: str, path: str, body: Any = None, **params: Any) -> Any:
-        status, out = self.ml.handle(method, path.split("/"), {k: str(v) for k, v in params.items()}, body)
-        assert status == 200
-        return out
-
-    def error(self, method: str, path: str, body: Any = None, **params: Any) -> ESError:
-        with pytest.raises(ESError) as info:
-            self(method, path, body, **params)
-        return info.value
-
     def put_model(self, model_id: str) -> None:
         self(
             "PUT",
@@ -86,11 +51,7 @@ class Store:
         )
 
     def part(self, model_id: str, num: int, data: bytes, total_length: int, total_parts: int) -> Any:
-        body = {
-            "definition": base64.b64encode(data).decode(),
-            "total_definition_length": total_length,
-            "total_parts": total_parts,
-        }
+        body = definition_part(data, total_length, total_parts)
         return self("PUT", f"trained_models/{model_id}/definition/{num}", body)
 
     def upload(self, model_id: str, data: bytes) -> None:
@@ -470,27 +431,9 @@ def test_an_undeployed_model_has_no_inference_stats(s: Store) -> None:
 
 
 # ------------------------------------------------------------------------- over HTTP with the official client
-def deploy(es: Elasticsearch, definition: bytes) -> None:
-    es.ml.put_trained_model(
-        model_id="tiny",
-        model_type="pytorch",
-        input={"field_names": ["text_field"]},
-        inference_config={"text_embedding": {"tokenization": {"bert": {"do_lower_case": True}}}},
-    )
-    es.ml.put_trained_model_definition_part(
-        model_id="tiny",
-        part=0,
-        definition=base64.b64encode(definition).decode(),
-        total_definition_length=len(definition),
-        total_parts=1,
-    )
-    es.ml.put_trained_model_vocabulary(model_id="tiny", vocabulary=VOCAB)
-    es.ml.start_trained_model_deployment(model_id="tiny", wait_for="started")
-
-
 def test_undeploying_a_model_an_ingest_pipeline_uses(escluster: Any, definition: bytes) -> None:
     es = Elasticsearch(escluster.url)
-    deploy(es, definition)
+    deploy_with_client(es, definition)
     es.ingest.put_pipeline(id="captions", processors=inference_pipeline("tiny")["processors"])
     for i, text in enumerate(["dog", "cat snow"]):
         es.index(index="docs", id=str(i), document={"c": text}, pipeline="captions")
