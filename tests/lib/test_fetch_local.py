@@ -3,31 +3,12 @@
 from __future__ import annotations
 
 import os
-import threading
 from pathlib import Path
-from typing import Any
 
 import pytest
 
+from tests.lib.hostile_helpers import finishes
 from toolkit.ingest.fetch import FetchError, fetch
-
-
-def _finishes(fn: Any, *args: Any) -> Any:
-    result: dict[str, Any] = {}
-
-    def target() -> None:
-        try:
-            result["value"] = fn(*args)
-        except BaseException as exc:  # noqa: BLE001 - handed to the test
-            result["error"] = exc
-
-    thread = threading.Thread(target=target, daemon=True)
-    thread.start()
-    thread.join(60)
-    assert not thread.is_alive(), f"{fn} blocked"
-    if "error" in result:
-        raise result["error"]
-    return result["value"]
 
 
 @pytest.mark.parametrize("make", ["fifo", "dev_zero"])
@@ -40,5 +21,5 @@ def test_a_manifest_row_naming_a_fifo_or_a_device_fails_at_read(tmp_path: Path, 
     else:
         path.symlink_to("/dev/zero")
     with pytest.raises(FetchError) as info:
-        _finishes(fetch, str(path))
+        finishes(fetch, str(path))
     assert info.value.stage == "read" and "not a regular file" in info.value.reason

@@ -7,12 +7,12 @@ import codecs
 import json
 import os
 import socket
-import threading
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.lib.hostile_helpers import finishes
 from toolkit.errors import ValidationError
 from toolkit.images import sources
 from toolkit.images.sources import (
@@ -25,25 +25,6 @@ from toolkit.images.sources import (
     open_source,
     printable,
 )
-
-
-def _finishes(fn: Any, *args: Any) -> Any:
-    """Run ``fn`` in a thread; fail (instead of hanging the suite) if it blocks."""
-    result: dict[str, Any] = {}
-
-    def target() -> None:
-        try:
-            result["value"] = fn(*args)
-        except BaseException as exc:  # noqa: BLE001 - handed to the test
-            result["error"] = exc
-
-    thread = threading.Thread(target=target, daemon=True)
-    thread.start()
-    thread.join(60)
-    assert not thread.is_alive(), f"{fn} blocked"
-    if "error" in result:
-        raise result["error"]
-    return result["value"]
 
 
 def _by_position(items: list[Any]) -> dict[str, Any]:
@@ -93,7 +74,7 @@ def test_special_files_named_like_images_fail_without_being_opened(tmp_path: Pat
     server = socket.socket(socket.AF_UNIX)
     server.bind(str(tmp_path / "sock.png"))
     try:
-        items = _by_position(_finishes(lambda: list(open_source(tmp_path))))
+        items = _by_position(finishes(lambda: list(open_source(tmp_path))))
     finally:
         server.close()
     assert items["good.jpg"].error is None
@@ -113,7 +94,7 @@ def test_open_local_file_refuses_what_is_not_a_regular_file(tmp_path: Path, make
     else:
         path.mkdir()
     with pytest.raises(LocalFileRefused, match="not a regular file"):
-        _finishes(open_local_file, path)
+        finishes(open_local_file, path)
 
 
 def test_a_file_that_grows_past_the_cap_while_read_fails(tmp_path: Path) -> None:

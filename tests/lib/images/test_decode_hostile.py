@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import os
 import sys
-import threading
 import types
 from pathlib import Path
 from typing import Any
@@ -14,6 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFile
 
+from tests.lib.hostile_helpers import finishes
 from tests.lib.ingest_helpers import CountingEmbedder
 from toolkit.errors import ImageError
 from toolkit.images import decode
@@ -30,24 +30,6 @@ def _reason(source: Any, **kwargs: Any) -> str:
     with pytest.raises(ImageError) as info:
         load_image(source, **kwargs)
     return info.value.reason
-
-
-def _finishes(fn: Any, *args: Any) -> Any:
-    result: dict[str, Any] = {}
-
-    def target() -> None:
-        try:
-            result["value"] = fn(*args)
-        except BaseException as exc:  # noqa: BLE001 - handed to the test
-            result["error"] = exc
-
-    thread = threading.Thread(target=target, daemon=True)
-    thread.start()
-    thread.join(60)
-    assert not thread.is_alive(), f"{fn} blocked"
-    if "error" in result:
-        raise result["error"]
-    return result["value"]
 
 
 # --- pixel bombs --------------------------------------------------------------------------------------
@@ -122,7 +104,7 @@ def test_special_files_are_refused_without_blocking(tmp_path: Path, make: str) -
     else:
         path.mkdir()
     with pytest.raises(ImageError, match="not a regular file"):
-        _finishes(load_image, path)
+        finishes(load_image, path)
 
 
 def test_a_local_file_over_max_bytes_is_refused(tmp_path: Path) -> None:
