@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from tests.lib.ingest_helpers import DIMS, count_docs, good_images, make_settings, setup_index
+from tests.cli.ingest_cli_helpers import tiny_clip_config
+from tests.lib.ingest_helpers import count_docs, good_images, make_settings
 from toolkit.cli import app
 from toolkit.cluster import make_client
 from toolkit.errors import ItemsFailed, NotFound, ValidationError
@@ -20,16 +21,7 @@ runner = CliRunner()
 @pytest.fixture
 def config(escluster: Any, tmp_path: Path) -> Path:
     """A config file: the tiny CLIP model, 64 dims, fast retries; the index set up."""
-    from tests.models import tiny_clip_model
-
-    model = str(tiny_clip_model())
-    settings = make_settings(escluster.url, **{"image_model.name": model})
-    setup_index(make_client(settings), settings)
-    file = tmp_path / "toolkit.yaml"
-    file.write_text(f"elasticsearch:\n  url: {escluster.url}\nindex:\n  image_dims: {DIMS}\n"
-                    f"image_model:\n  name: {model}\n  device: cpu\n  batch_size: 4\n"
-                    "ingest:\n  initial_backoff: 0.01\n")
-    return file
+    return tiny_clip_config(escluster.url, tmp_path, "ingest:\n  initial_backoff: 0.01\n")
 
 
 def test_ingest_json_summary_and_retry_failures(config: Path, tmp_path: Path, escluster: Any,

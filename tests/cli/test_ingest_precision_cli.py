@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from tests.lib.ingest_helpers import DIMS, good_images, make_settings, setup_index
+from tests.cli.ingest_cli_helpers import tiny_clip_config
+from tests.lib.ingest_helpers import good_images
 from toolkit.cli import app
-from toolkit.cluster import make_client
 from toolkit.errors import ModelError, ParityError
 
 runner = CliRunner()
@@ -20,15 +20,7 @@ runner = CliRunner()
 @pytest.fixture
 def config(escluster: Any, tmp_path: Path) -> Path:
     """The tiny CLIP model on CPU, 64 dims, a threshold no int8 run can meet; the index set up."""
-    from tests.models import tiny_clip_model
-
-    model = str(tiny_clip_model())
-    settings = make_settings(escluster.url, **{"image_model.name": model})
-    setup_index(make_client(settings), settings)
-    file = tmp_path / "toolkit.yaml"
-    file.write_text(f"elasticsearch:\n  url: {escluster.url}\nindex:\n  image_dims: {DIMS}\n"
-                    f"image_model:\n  name: {model}\n  device: cpu\n  batch_size: 4\n"
-                    "  min_cosine:\n    int8: 1.0\n")
+    file = tiny_clip_config(escluster.url, tmp_path, "  min_cosine:\n    int8: 1.0\n")
     good_images(tmp_path / "imgs", 3)
     return file
 
