@@ -45,10 +45,13 @@ import stat
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, BinaryIO, Literal
+from typing import IO, TYPE_CHECKING, Any, BinaryIO, Literal
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from toolkit.errors import ValidationError
+
+if TYPE_CHECKING:
+    import _csv
 
 #: Extensions of the files a folder walk takes as images. Formats Pillow reads only with a plugin
 #: (HEIC/HEIF, JPEG XL) are items too: they fail with the plugin to install, never disappear.
@@ -618,21 +621,14 @@ class ManifestSource(Source):
             meta_cols = [h for h in header if h not in mapped and h]
         index = {h: i for i, h in enumerate(header)}
         base = self.path.parent
-        while True:
-            start = reader.line_num + 1
-            try:
-                row = next(reader)
-            except StopIteration:
-                break
-            except csv.Error as exc:
-                lines.take(start, reader.line_num)
-                why = str(exc)
+        for start, row, problem in _csv_rows(reader, lines):
+            if isinstance(row, csv.Error):
+                why = str(row)
                 if "field limit" in why:
                     why = (f"has a field over {CSV_FIELD_LIMIT} characters (a quote that is never closed "
                            "makes the rest of the file one field)")
                 yield self._failed(start, f"line {start}: {why}")
                 continue
-            problem = lines.take(start, reader.line_num)
             if problem:
                 hint = _MANIFEST_UTF8_HINT if "not valid" in problem else "split or shorten the line"
                 yield self._failed(start, f"{problem} ({hint})")
@@ -820,6 +816,24 @@ def unsplash_image_url(photo_image_url: str, width: int = UNSPLASH_WIDTH) -> str
     return urlunsplit(parts._replace(query=urlencode(query)))
 
 
+def _csv_rows(reader: _csv.Reader, lines: TextLines) -> Iterator[tuple[int, list[str] | csv.Error, str | None]]:
+    """``(start, row, problem)`` for each row of ``reader`` (which reads ``lines``): the line the row starts
+    on, the row (or the ``csv.Error`` that stopped it, its lines skipped) and the first problem
+    :meth:`TextLines.take` found on its lines. ``reader.line_num`` is still the row's last line while the
+    caller looks at it."""
+    while True:
+        start = reader.line_num + 1
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            lines.take(start, reader.line_num)
+            yield start, exc, None
+            continue
+        yield start, row, lines.take(start, reader.line_num)
+
+
 def _numbered(folder: Path, stem: str) -> list[Path]:
     # photos.tsv, photos.tsv000, photos.tsv001 ... (the Full dataset is split), in order.
     pattern = re.compile(rf"^{re.escape(stem)}\.(tsv|csv)\d*$", re.IGNORECASE)
@@ -836,17 +850,10 @@ def _tsv_rows(files: list[Path]) -> Iterator[tuple[str, dict[str, str] | None, s
         with _open_binary(file, "Unsplash file", hint=hint) as fh:
             lines = TextLines(fh)
             reader = csv.reader(lines, delimiter="\t")
-            while True:
-                start = reader.line_num + 1
-                try:
-                    row = next(reader)
-                except StopIteration:
-                    break
-                except csv.Error as exc:
-                    lines.take(start, reader.line_num)
-                    yield f"{printable(file.name)}:{start}", None, f"line {start}: {exc}"
+            for start, row, problem in _csv_rows(reader, lines):
+                if isinstance(row, csv.Error):
+                    yield f"{printable(file.name)}:{start}", None, f"line {start}: {row}"
                     continue
-                problem = lines.take(start, reader.line_num)
                 if header is None or (start == 1 and "photo_id" in row):
                     if problem:
                         raise _not_text(file, "Unsplash file", problem, lines.encoding, hint=hint)
