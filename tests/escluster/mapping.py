@@ -1277,10 +1277,7 @@ class _DocCtx:
         if element == "float":
             # FLOAT.parseKnnVectorAndIndex reads the next token and ensureExpectedToken(VALUE_NUMBER, ...) fails.
             after = ("FIELD_NAME" if value else "END_OBJECT") if isinstance(value, dict) else following
-            return self.vector_failure(
-                f"Failed to parse object: expecting token of type [VALUE_NUMBER] but found [{after}]",
-                "parsing_exception",
-            )
+            return self._expecting_number(after)
         token = _json_token(value)
         text = "{" if isinstance(value, dict) else _json_text(value)
         return self.vector_failure(f"Unsupported type [{token}] for provided value [{text}]", "parsing_exception")
@@ -1324,6 +1321,22 @@ class _DocCtx:
                 "The [cosine] similarity does not support vectors with zero magnitude." + _java_preview(numbers, False)
             )
 
+    def _expecting_number(self, found: str) -> ESError:
+        """``XContentParserUtils.ensureExpectedToken(VALUE_NUMBER, ...)`` failing on the token ``found``."""
+        return self.vector_failure(
+            f"Failed to parse object: expecting token of type [VALUE_NUMBER] but found [{found}]",
+            "parsing_exception",
+        )
+
+    def _check_element(self, full: str, read: int, item: Any, dims: int) -> None:
+        """The checks each array element gets before its value (FLOAT and BYTE/BIT ``parseVectorArray``):
+        the ``read`` dimensions before it must leave room under ``dims``, then it must be a number token."""
+        if read >= dims:
+            raise self._more_dims(full, dims)
+        token = _json_token(item)
+        if token != "VALUE_NUMBER":
+            raise self._expecting_number(token)
+
     def _more_dims(self, full: str, dims: int) -> ESError:
         return self.vector_failure(
             f"The [dense_vector] field [{full}] in doc [{self.doc_desc}] has more dimensions than defined in the "
@@ -1348,14 +1361,7 @@ class _DocCtx:
             except OverflowError:
                 pass
         for i, item in enumerate(value):
-            if i >= dims:
-                raise self._more_dims(full, dims)
-            token = _json_token(item)
-            if token != "VALUE_NUMBER":
-                raise self.vector_failure(
-                    f"Failed to parse object: expecting token of type [VALUE_NUMBER] but found [{token}]",
-                    "parsing_exception",
-                )
+            self._check_element(full, i, item, dims)
         self._dims_match(full, len(value), dims)
         return [_to_float32(v) for v in value]
 
@@ -1364,14 +1370,7 @@ class _DocCtx:
         per_dim = 8 if element == "bit" else 1
         out: list[int] = []
         for i, item in enumerate(value):
-            if i * per_dim >= dims:
-                raise self._more_dims(full, dims)
-            token = _json_token(item)
-            if token != "VALUE_NUMBER":
-                raise self.vector_failure(
-                    f"Failed to parse object: expecting token of type [VALUE_NUMBER] but found [{token}]",
-                    "parsing_exception",
-                )
+            self._check_element(full, i * per_dim, item, dims)
             if isinstance(item, int) and -(2**31) <= item < 2**31:
                 number = item
             else:
