@@ -1,8 +1,10 @@
-"""Shared pieces of the hostile-input tests: run a call that must not block."""
+"""Shared pieces of the hostile-input tests: run a call that must not block, make files that are not regular."""
 
 from __future__ import annotations
 
+import os
 import threading
+from pathlib import Path
 from typing import Any
 
 
@@ -27,3 +29,17 @@ def finishes(fn: Any, *args: Any) -> Any:
     if "error" in result:
         raise result["error"]
     return result["value"]
+
+
+def make_special(path: Path, kind: str) -> Path:
+    """Make ``path`` a file that is not a regular file: ``"fifo"`` (a read blocks until a writer comes),
+    ``"dev_zero"`` (a link to /dev/zero: a read never ends) or ``"folder"``. Returns ``path``."""
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "dev_zero":
+        path.symlink_to("/dev/zero")
+    elif kind == "folder":
+        path.mkdir()
+    else:
+        raise ValueError(f"unknown special file kind {kind!r}")
+    return path

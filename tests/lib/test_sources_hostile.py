@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.lib.hostile_helpers import finishes
+from tests.lib.hostile_helpers import finishes, make_special
 from toolkit.errors import ValidationError
 from toolkit.images import sources
 from toolkit.images.sources import (
@@ -84,15 +84,9 @@ def test_special_files_named_like_images_fail_without_being_opened(tmp_path: Pat
     assert "broken symbolic link" in items["gone.jpg"].error
 
 
-@pytest.mark.parametrize("make", ["fifo", "device", "folder"])
+@pytest.mark.parametrize("make", ["fifo", "dev_zero", "folder"])
 def test_open_local_file_refuses_what_is_not_a_regular_file(tmp_path: Path, make: str) -> None:
-    path = tmp_path / "x.jpg"
-    if make == "fifo":
-        os.mkfifo(path)
-    elif make == "device":
-        path.symlink_to("/dev/zero")
-    else:
-        path.mkdir()
+    path = make_special(tmp_path / "x.jpg", make)
     with pytest.raises(LocalFileRefused, match="not a regular file"):
         finishes(open_local_file, path)
 

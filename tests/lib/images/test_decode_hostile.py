@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFile
 
-from tests.lib.hostile_helpers import finishes
+from tests.lib.hostile_helpers import finishes, make_special
 from tests.lib.ingest_helpers import CountingEmbedder
 from toolkit.errors import ImageError
 from toolkit.images import decode
@@ -96,13 +96,7 @@ def test_search_by_image_refuses_the_strip_before_loading_the_model(tmp_path: Pa
 
 @pytest.mark.parametrize("make", ["fifo", "dev_zero", "folder"])
 def test_special_files_are_refused_without_blocking(tmp_path: Path, make: str) -> None:
-    path = tmp_path / "x.jpg"
-    if make == "fifo":
-        os.mkfifo(path)
-    elif make == "dev_zero":
-        path.symlink_to("/dev/zero")  # read forever (and ignored Ctrl-C) before
-    else:
-        path.mkdir()
+    path = make_special(tmp_path / "x.jpg", make)  # /dev/zero read forever (and ignored Ctrl-C) before
     with pytest.raises(ImageError, match="not a regular file"):
         finishes(load_image, path)
 
