@@ -161,39 +161,61 @@ def test_manifest_through_ray_gives_the_local_ids_and_vectors(escluster_factory:
     _assert_same_documents(_docs(c_local, s_local), docs, s_local.fields.image_vector)
 
 
-def test_a_killed_actor_leaves_no_gap_and_no_duplicate(escluster_factory: Any, tmp_path: Path) -> None:
+def test_a_killed_actor_and_429s_leave_no_gap_and_no_duplicate(escluster_factory: Any, tmp_path: Path) -> None:
     folder = tmp_path / "imgs"
     good_images(folder, 10)
     s_local, c_local = _env(escluster_factory)
-    s_ray, c_ray = _env(escluster_factory)
+    cluster = escluster_factory()
+    s_ray = make_settings(cluster.url, **{"ingest.chunk_size": 4})
+    c_ray = make_client(s_ray)
+    setup_index(c_ray, s_ray)
+    cluster.faults.add({"bulk_429_items": 6})  # the cluster is busy too: retried with backoff
     marker = tmp_path / "died"
-    local = ingest(c_local, s_local, source=open_source(folder), embedder=CountingEmbedder(),
-                   failures_file=tmp_path / "local.jsonl")
+    ingest(c_local, s_local, source=open_source(folder), embedder=CountingEmbedder(),
+           failures_file=tmp_path / "local.jsonl")
     remote = ingest_ray(c_ray, s_ray, source=open_source(folder), failures_file=tmp_path / "ray.jsonl",
-                        embedder_factory=Factory(DiesOnceEmbedder, str(marker)))
+                        embedder_factory=Factory(DiesOnceEmbedder, str(marker)), options=RayOptions(writers=2))
     assert marker.exists()  # an actor did die on its first batch
     assert _counts(remote) == (10, 10, 0, 0)
     assert remote.failures_file is None
     assert count_docs(c_ray, s_ray) == 10
-    _assert_same_documents(_docs(c_local, s_local), _docs(c_ray, s_ray), s_local.fields.image_vector)
-    assert local.indexed == 10
+    docs = _docs(c_ray, s_ray)
+    assert all(c_ray.get(index=s_ray.index.alias, id=i)["_version"] == 1 for i in docs)  # each written once
+    _assert_same_documents(_docs(c_local, s_local), docs, s_local.fields.image_vector)
 
 
-def test_resume_skips_indexed_ids_without_embedding_them(escluster_factory: Any, tmp_path: Path) -> None:
+def test_interrupted_run_then_resume_indexes_each_item_once_and_embeds_only_the_rest(
+        escluster_factory: Any, tmp_path: Path) -> None:
     folder = tmp_path / "imgs"
-    good_images(folder, 4)
-    settings, client = _env(escluster_factory)
-    first = ingest(client, settings, source=open_source(folder), embedder=CountingEmbedder(),
-                   failures_file=tmp_path / "first.jsonl")
-    assert first.indexed == 4
-    good_images(folder, 7)  # the same first 4 (same content ids), and 3 new ones
+    good_images(folder, 12)
+    cluster = escluster_factory()
+    settings = make_settings(cluster.url, **{"ingest.chunk_size": 4})
+    client = make_client(settings)
+    setup_index(client, settings)
+
+    def stop_after_five(progress: Any) -> None:
+        if progress.indexed >= 5:
+            raise KeyboardInterrupt
+
+    first = ingest_ray(client, settings, source=open_source(folder), embedder_factory=CountingEmbedder,
+                       on_progress=stop_after_five, failures_file=tmp_path / "first.jsonl")
+    assert first.interrupted and not first.complete
+    assert first.seen == first.indexed + first.skipped + first.failed == 12  # every item accounted for
+    present = count_docs(client, settings)
+    assert 5 <= present < 12
+    # Each item not counted as indexed is in the failures file, to be retried ("may be indexed" for
+    # the chunk in flight when the run stopped, as locally).
+    assert len(Path(str(first.failures_file)).read_text().splitlines()) == first.failed == 12 - first.indexed
+
     log = tmp_path / "batches.log"
-    again = ingest_ray(client, settings, source=open_source(folder), resume=True,
-                       embedder_factory=Factory(LoggingEmbedder, str(log)), failures_file=tmp_path / "again.jsonl")
-    assert _counts(again) == (7, 3, 4, 0)
-    assert again.skipped_reasons == {"already indexed": 4}
-    assert sum(int(n) for n in log.read_text().split()) == 3  # only the new images were embedded
-    assert count_docs(client, settings) == 7
+    second = ingest_ray(client, settings, source=open_source(folder), resume=True,
+                        embedder_factory=Factory(LoggingEmbedder, str(log)), failures_file=tmp_path / "second.jsonl")
+    assert second.complete
+    assert _counts(second) == (12, 12 - present, present, 0)
+    assert second.skipped_reasons == {"already indexed": present}
+    assert sum(int(n) for n in log.read_text().split()) == 12 - present  # the indexed ones not embedded again
+    assert count_docs(client, settings) == 12
+    assert all(client.get(index=settings.index.alias, id=i)["_version"] == 1 for i in _docs(client, settings))
 
 
 def test_cli_engine_ray_agrees_with_the_local_engine_item_for_item(escluster_factory: Any, tmp_path: Path) -> None:

@@ -411,15 +411,19 @@ class _Driver:
         cpus = float(self.ray.cluster_resources().get("CPU", 1))
         actors = self.opts.embed_actors or (int(gpus) if use_gpu else max(1, int(cpus) // 2))
         ds: Any = ray.data.from_items(rows, override_num_blocks=blocks)
+        # On CPU each actor gets its share of the cluster's CPUs (Ray sets OMP_NUM_THREADS from it, so
+        # torch uses them all, as local ingest does); on GPU one GPU and no CPU reservation. Fetching asks
+        # for the same CPUs, so Ray Data fuses it into the actors on CPU (no CPU left idle waiting).
+        actor_cpus = 0 if use_gpu else max(1, int(cpus) // max(1, actors))
         ds = ds.map_batches(_fetch_batch, batch_size=max(1, self.opts.fetch_batch), batch_format="numpy",
-                            fn_kwargs={"settings": s, "resume": self.run.resume}, num_cpus=1)
+                            fn_kwargs={"settings": s, "resume": self.run.resume}, num_cpus=actor_cpus or 1)
         return ds.map_batches(
             _EmbedActor, batch_size=max(1, s.image_model.batch_size), batch_format="numpy",
             fn_constructor_kwargs={"settings": s, "factory": self.factory},
             compute=ray.data.ActorPoolStrategy(size=max(1, actors)),
             # Ray Data's actor defaults (ActorPoolMapOperator: max_restarts=-1, max_task_retries=-1)
             # restart a dead actor and retry its batch; the kill test pins that.
-            num_gpus=1 if use_gpu else 0, num_cpus=0 if use_gpu else 1)
+            num_gpus=1 if use_gpu else 0, num_cpus=actor_cpus)
 
     def execute(self, source: Iterable[SourceItem]) -> None:
         import ray.data
@@ -454,7 +458,9 @@ class _Driver:
 
     def result(self, row: dict[str, Any]) -> tuple[Work, dict[str, Any]] | None:
         """One row back from the actors: an outcome in the ledger, or the bulk action to send."""
-        work = self.run.open[int(row["seq"])]
+        work = self.run.open.get(int(row["seq"]))
+        if work is None:  # an outcome is recorded once, whatever Ray hands back twice
+            return None
         stage, reason = str(row["stage"]), str(row["reason"])
         doc_id = str(row["id"]) or None
         if stage == "skip":
