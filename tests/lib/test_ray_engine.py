@@ -268,3 +268,18 @@ def test_without_ray_the_error_names_the_extra(monkeypatch: pytest.MonkeyPatch) 
     with pytest.raises(ValidationError) as info:
         import_ray()
     assert 'pip install "toolkit[ray]"' in (info.value.hint or "")
+
+
+def test_a_model_that_cannot_load_in_the_actors_stops_with_its_own_error(escluster_factory: Any,
+                                                                         tmp_path: Path) -> None:
+    from toolkit.errors import ModelError
+
+    good_images(tmp_path / "imgs", 2)
+    cluster = escluster_factory()
+    settings = make_settings(cluster.url, **{"image_model.name": str(tmp_path / "no-such-model")})
+    setup_index(make_client(settings), settings)
+    report = ingest_ray(make_client(settings), settings, source=open_source(tmp_path / "imgs"),
+                        failures_file=tmp_path / "failures.jsonl")
+    assert isinstance(report.error, ModelError)  # not a Ray traceback: the CLI prints it with its hint
+    assert "no-such-model" in report.error.message and "--image-model" in (report.error.hint or "")
+    assert _counts(report) == (2, 0, 0, 2) and report.failed_reasons == {"not sent": 2}

@@ -80,6 +80,8 @@ RAY_INSTALL_HINT = 'install the Ray extra: pip install "toolkit[ray]" (or pip in
 DEFAULT_WINDOW = 10_000
 #: Items per fetch task.
 FETCH_BATCH = 64
+#: The stage of rows an actor could not embed because its model did not load (the error as JSON).
+MODEL_ERROR = "model error"
 
 
 @dataclass(frozen=True)
@@ -199,11 +201,24 @@ class _EmbedActor:
 
     def __init__(self, *, settings: Settings, factory: Callable[[], ImageEmbedder] | None) -> None:
         self.settings = settings
-        self.embedder = factory() if factory is not None else load_embedder(settings)
         self.reported_choice = False
+        # A model that cannot load is handed to the driver with the first batch (stage ``model error``),
+        # which raises it there with its type and hint: Ray keeps restarting an actor whose constructor
+        # fails, and a raised error loses its type on the way (Ray wraps it; its cause is not pickled).
+        self.load_error: ToolkitError | None = None
+        try:
+            self.embedder = factory() if factory is not None else load_embedder(settings)
+        except ToolkitError as exc:
+            self.load_error = exc
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
         import numpy as np
+
+        if self.load_error is not None:
+            err = self.load_error
+            return {"seq": list(batch["seq"]), "stage": [MODEL_ERROR] * len(batch["seq"]),
+                    "reason": [json.dumps({"type": type(err).__name__, "message": err.message, "hint": err.hint})]
+                    * len(batch["seq"])}
 
         from toolkit.images.embedder import embed_paths
         from toolkit.ingest import _precision_of
@@ -309,16 +324,52 @@ def ingest_ray(
         ledger.on_progress = None
         driver.stop(exc.message)
     except Exception as exc:  # a Ray task error, a lost Ray cluster: every item still accounted for
-        error = ToolkitError(f"the Ray run stopped on an unexpected error: {type(exc).__name__}: {exc}",
-                             hint="the items not finished are in the failures file; fix the cause, then run "
-                                  "the same command with --resume")
-        error.__cause__ = exc
+        # A toolkit error raised in a task or an actor (a model that cannot load): its own message and hint.
+        error = _toolkit_error_in(exc)
+        why = error.message if error is not None else type(exc).__name__
+        if error is None:
+            error = ToolkitError(f"the Ray run stopped on an unexpected error: {type(exc).__name__}: {exc}",
+                                 hint="the items not finished are in the failures file; fix the cause, then "
+                                      "run the same command with --resume")
+            error.__cause__ = exc
         ledger.on_progress = None
-        driver.stop(type(exc).__name__)
+        driver.stop(why)
     finally:
         ledger.close()
         if started:
             ray.shutdown()
+    return _report(ledger, run, driver, source, interrupted=interrupted, error=error)
+
+
+def _rebuilt_error(text: str) -> ToolkitError:
+    """The toolkit error an actor handed over as JSON, as its own class (``ModelError``: exit 20)."""
+    from toolkit import errors
+
+    data = json.loads(text)
+    cls = getattr(errors, str(data.get("type")), None)
+    if not (isinstance(cls, type) and issubclass(cls, ToolkitError)):
+        cls = ToolkitError
+    try:
+        return cls(str(data.get("message")), hint=data.get("hint"))
+    except TypeError:  # a subclass with other required arguments
+        return ToolkitError(str(data.get("message")), hint=data.get("hint"))
+
+
+def _toolkit_error_in(exc: BaseException) -> ToolkitError | None:
+    """The toolkit error a Ray error wraps (raised in a task or an actor's constructor), if any."""
+    seen: set[int] = set()
+    current: Any = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, ToolkitError):
+            return current
+        seen.add(id(current))
+        cause = getattr(current, "cause", None)
+        current = cause if isinstance(cause, BaseException) else current.__cause__
+    return None
+
+
+def _report(ledger: Ledger, run: _Run, driver: _Driver, source: Iterable[SourceItem], *, interrupted: bool,
+            error: ToolkitError | None) -> IngestReport:
     return IngestReport(
         seen=ledger.seen, indexed=ledger.indexed, skipped=ledger.skipped, failed=ledger.failed,
         failures_file=str(ledger.failures_file) if ledger.failures_file else None,
@@ -462,6 +513,8 @@ class _Driver:
         if work is None:  # an outcome is recorded once, whatever Ray hands back twice
             return None
         stage, reason = str(row["stage"]), str(row["reason"])
+        if stage == MODEL_ERROR:
+            raise _rebuilt_error(reason)
         doc_id = str(row["id"]) or None
         if stage == "skip":
             work.id = doc_id
