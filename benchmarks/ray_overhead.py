@@ -11,7 +11,8 @@ cluster (``tests.escluster``):
 
 (a) local: ``toolkit.ingest.ingest`` (the baseline);
 (b) ray: ``toolkit.ingest.ray_engine.ingest_ray`` on a local Ray (``ray.init(num_cpus=CPUS)``),
-    Ray's start-up timed apart; (b/a) is the overhead ratio (below 1.0: Ray is slower);
+    Ray's start-up timed apart; (b/a) is the overhead ratio (below 1.0: Ray is slower); a second Ray
+    run on a quarter of the photos splits it into a fixed cost per run and the rate once running;
 (c) bulk: ``--docs`` prepared index actions (512-dim vectors as base64) sent by 1, 2 and 4 writer
     threads (``streaming_bulk`` chunks of 500, as the Ray driver sends them): documents/s. The test
     cluster is one Python process, so (c) measures the client side and the test server, not
@@ -116,11 +117,23 @@ def main(argv: list[str] | None = None) -> None:
         try:
             remote = ingest_ray(client, fresh("bench-ray"), source=open_source(photos),
                                 failures_file=root / "ray.jsonl", options=RayOptions())
+            # A quarter of the photos: the difference gives Ray's fixed cost per run (actors start,
+            # each loads the model) apart from its rate once running.
+            quarter = root / "quarter"
+            quarter.mkdir()
+            for p in sorted(photos.iterdir())[: max(1, args.count // 4)]:
+                (quarter / p.name).write_bytes(p.read_bytes())
+            small = ingest_ray(client, fresh("bench-ray-quarter"), source=open_source(quarter),
+                               failures_file=root / "ray-quarter.jsonl", options=RayOptions())
         finally:
             ray.shutdown()
         assert remote.indexed == local.indexed == args.count, (remote.as_json(), local.as_json())
         out["ray_images_per_second"] = remote.images_per_second
         out["ray_vs_local"] = round(remote.images_per_second / local.images_per_second, 2)
+        marginal = (remote.indexed - small.indexed) / max(1e-9, remote.seconds - small.seconds)
+        out["ray_running_images_per_second"] = round(marginal, 2)
+        out["ray_fixed_seconds"] = round(remote.seconds - remote.indexed / marginal, 1)
+        out["ray_running_vs_local"] = round(marginal / local.images_per_second, 2)
 
         settings = fresh("bench-bulk")
         out["bulk_docs_per_second"] = {w: round(bulk_rate(client, settings, args.docs, w, dims), 1)
@@ -136,6 +149,8 @@ def main(argv: list[str] | None = None) -> None:
     print(f"(b) ray            {out['ray_images_per_second']:8.2f} images/s  (Ray start {out['ray_start_seconds']} s, "
           "not counted)")
     print(f"    ray / local    {out['ray_vs_local']:8.2f}")
+    print(f"    ray once running {out['ray_running_images_per_second']:6.2f} images/s "
+          f"({out['ray_running_vs_local']:.2f}x local), fixed cost per run {out['ray_fixed_seconds']} s")
     for w, rate in out["bulk_docs_per_second"].items():
         ratio = out["bulk_vs_one_writer"][w]
         print(f"(c) bulk {w} writer{'s' if w > 1 else ' '} {rate:8.1f} docs/s  ({ratio:.2f}x one)")
