@@ -283,3 +283,29 @@ def test_a_model_that_cannot_load_in_the_actors_stops_with_its_own_error(esclust
     assert isinstance(report.error, ModelError)  # not a Ray traceback: the CLI prints it with its hint
     assert "no-such-model" in report.error.message and "--image-model" in (report.error.hint or "")
     assert _counts(report) == (2, 0, 0, 2) and report.failed_reasons == {"not sent": 2}
+
+
+def test_an_unreachable_ray_address_fails_at_once_without_calling_ray_init() -> None:
+    """ray.init retries an address nobody answers for minutes, then fails with no clear word."""
+    import socket
+
+    from toolkit.errors import ConnectionFailed
+    from toolkit.ingest.ray_engine import connect
+
+    class FakeRay:
+        inits = 0
+
+        def is_initialized(self) -> bool:
+            return False
+
+        def init(self, **kwargs: object) -> None:
+            FakeRay.inits += 1
+
+    with socket.socket() as sock:  # a port that was free a moment ago: nothing listens on it now
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    for address in (f"127.0.0.1:{port}", f"ray://127.0.0.1:{port}"):
+        with pytest.raises(ConnectionFailed, match="nothing answers there") as info:
+            connect(FakeRay(), address)
+        assert info.value.exit_code == 11 and "--ray-address" in (info.value.hint or "")
+    assert FakeRay.inits == 0

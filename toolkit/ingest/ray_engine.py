@@ -112,10 +112,36 @@ def import_ray() -> Any:
     return ray
 
 
+def _check_reachable(address: str | None, timeout: float = 5.0) -> None:
+    """Fail at once when ``HOST:PORT`` / ``ray://HOST:PORT`` does not accept a connection.
+
+    ``ray.init`` retries an unreachable address for minutes and then fails without a clear word;
+    ``None`` (start Ray here) and ``auto`` (find the local node) have no address to check.
+    """
+    if not address or address == "auto":
+        return
+    import socket
+
+    from toolkit.errors import ConnectionFailed
+
+    target = address.removeprefix("ray://")
+    host, _, port = target.rpartition(":")
+    if not host or not port.isdigit():
+        return  # not a HOST:PORT form: let Ray say what it makes of it
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as exc:
+        raise ConnectionFailed(f"cannot join the Ray cluster at {address}: nothing answers there "
+                               f"({exc.strerror or exc})",
+                               hint="check --ray-address (auto on a cluster node, ray://HEAD:10001 from "
+                                    "outside), or drop it to start Ray on this machine") from exc
+
+
 def connect(ray: Any, address: str | None) -> bool:
     """Join (or start) Ray; True when this call started it (so the run shuts it down after)."""
     if ray.is_initialized():
         return False
+    _check_reachable(address)
     try:
         ray.init(address=address, include_dashboard=False, log_to_driver=False,
                  logging_level=logging.WARNING)
