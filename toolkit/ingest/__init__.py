@@ -775,6 +775,13 @@ def ingest(
     finally:
         run.downloads.stop()
         ledger.close()
+    return report_from(ledger, source, interrupted=interrupted, error=error, precision=_choice_json(embedder),
+                       vector_encoding=run.vector_encoding)
+
+
+def report_from(ledger: Ledger, source: Any, *, interrupted: bool, error: ToolkitError | None,
+                precision: dict[str, Any] | None, vector_encoding: str) -> IngestReport:
+    """The run's summary from its ledger: one place for the local and the Ray engine."""
     return IngestReport(
         seen=ledger.seen, indexed=ledger.indexed, skipped=ledger.skipped, failed=ledger.failed,
         failures_file=str(ledger.failures_file) if ledger.failures_file else None,
@@ -784,7 +791,7 @@ def ingest(
         ignored_files=int(getattr(source, "ignored_files", 0)),
         interrupted=interrupted, error=error,
         failures_write_error=ledger.write_error, unsaved_failures=list(ledger.unsaved),
-        precision=_choice_json(embedder), vector_encoding=run.vector_encoding,
+        precision=precision, vector_encoding=vector_encoding,
     )
 
 

@@ -55,6 +55,7 @@ from toolkit.ingest import (
     content_id,
     existing_ids_request,
     load_embedder,
+    report_from,
     vector_encoding,
 )
 from toolkit.ingest.fetch import Fetched, FetchError, fetch
@@ -364,7 +365,8 @@ def ingest_ray(
         ledger.close()
         if started:
             ray.shutdown()
-    return _report(ledger, run, driver, source, interrupted=interrupted, error=error)
+    return report_from(ledger, source, interrupted=interrupted, error=error, precision=driver.choice,
+                       vector_encoding=run.vector_encoding)
 
 
 def _rebuilt_error(text: str) -> ToolkitError:
@@ -392,21 +394,6 @@ def _toolkit_error_in(exc: BaseException) -> ToolkitError | None:
         cause = getattr(current, "cause", None)
         current = cause if isinstance(cause, BaseException) else current.__cause__
     return None
-
-
-def _report(ledger: Ledger, run: _Run, driver: _Driver, source: Iterable[SourceItem], *, interrupted: bool,
-            error: ToolkitError | None) -> IngestReport:
-    return IngestReport(
-        seen=ledger.seen, indexed=ledger.indexed, skipped=ledger.skipped, failed=ledger.failed,
-        failures_file=str(ledger.failures_file) if ledger.failures_file else None,
-        seconds=ledger.progress().seconds,
-        skipped_reasons=dict(ledger.skipped_reasons), failed_reasons=dict(ledger.failed_reasons),
-        skipped_examples=list(ledger.skipped_examples), failed_examples=list(ledger.failed_examples),
-        ignored_files=int(getattr(source, "ignored_files", 0)),
-        interrupted=interrupted, error=error,
-        failures_write_error=ledger.write_error, unsaved_failures=list(ledger.unsaved),
-        precision=driver.choice, vector_encoding=run.vector_encoding,
-    )
 
 
 class _Driver:
